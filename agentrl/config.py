@@ -1,0 +1,220 @@
+"""One validated config for a run: pydantic models, loaded from YAML, with dotted `key=value` overrides.
+
+Precedence (lowest first): defaults here < the task's `defaults:` block < `--config FILE` < `--set` overrides.
+Every field carries a docstring; `agentrl train --dry-run` prints the resolved config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentrl.errors import AgentRLError
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, field docstrings become descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str | None = None
+    """A local `transformers` model directory; None builds the tiny default model and tokenizer from the task's text."""
+    hidden_size: int = Field(96, ge=8)
+    """Tiny model: hidden width."""
+    num_layers: int = Field(3, ge=1)
+    """Tiny model: transformer blocks."""
+    num_heads: int = Field(4, ge=1)
+    """Tiny model: attention heads."""
+    intermediate_size: int = Field(256, ge=8)
+    """Tiny model: MLP width."""
+    vocab_size: int = Field(384, ge=64)
+    """Tiny model: byte-level BPE vocabulary size (trained on the task's own text)."""
+    max_length: int = Field(512, ge=32)
+    """Longest context (prompt + all turns) in tokens."""
+
+
+class SFTConfig(Section):
+    steps: int = Field(150, ge=0)
+    """Cold-start SFT steps on the task's expert demonstrations before RL (0 skips SFT)."""
+    batch_size: int = Field(32, ge=1)
+    """Demonstrations per SFT step."""
+    lr: float = Field(3e-3, gt=0)
+    """SFT learning rate (AdamW)."""
+    num_demos: int = Field(2000, ge=1)
+    """Number of expert demonstrations generated from the train split."""
+
+
+class RolloutConfig(Section):
+    group_size: int = Field(8, ge=1)
+    """G: trajectories sampled per prompt (GRPO group)."""
+    prompts_per_step: int = Field(8, ge=1)
+    """Prompts per RL step; a step trains on prompts_per_step * group_size trajectories."""
+    max_turns: int = Field(3, ge=1)
+    """Most agent turns (model message + tool observation) per trajectory."""
+    max_new_tokens: int = Field(48, ge=1)
+    """Most tokens the model may generate in one turn."""
+    max_tool_calls: int = Field(3, ge=0)
+    """Most tool calls per trajectory; further calls get an error observation."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature during training rollouts."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling threshold."""
+    max_observation_chars: int = Field(400, ge=16)
+    """Tool output fed back to the model is cut to this many characters."""
+
+
+class AlgoConfig(Section):
+    advantage: str = "grpo"
+    """Advantage estimator from agentrl.algos.ADVANTAGE_ESTIMATORS (grpo, rloo, tree_grpo, gtpo)."""
+    shaping: list[str] = []
+    """Advantage shapers applied in order on top of the estimator, e.g. [aspo]."""
+    params: dict[str, Any] = {}
+    """Extra keyword arguments for the estimator and shapers (e.g. gamma, delta, k)."""
+    clip_low: float = Field(0.2, ge=0)
+    """PPO clip range below 1."""
+    clip_high: float = Field(0.28, ge=0)
+    """PPO clip range above 1 (clip-higher)."""
+    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    """How token losses are aggregated."""
+    kl_coef: float = Field(0.0, ge=0)
+    """Coefficient of the reference-model KL term (0 disables the reference model)."""
+    kl_type: Literal["k1", "k3"] = "k3"
+    """KL estimator: k1 or k3 (verl's low_var_kl)."""
+    ppo_epochs: int = Field(1, ge=1)
+    """Passes over each batch of rollouts."""
+    minibatch_size: int = Field(64, ge=1)
+    """Trajectories per optimizer step."""
+
+
+class TrainConfig(Section):
+    steps: int = Field(30, ge=0)
+    """RL steps."""
+    lr: float = Field(1e-3, gt=0)
+    """RL learning rate (AdamW)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
+    seed: int = 0
+    """Seeds the model, data order and sampling: the same seed gives the same run."""
+    device: str = "cpu"
+    """torch device: cpu, cuda, cuda:0 ..."""
+    checkpoint_every: int = Field(1, ge=1)
+    """Write a checkpoint every this many steps (each completed step by default: nothing lost on a crash)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """How many of the newest checkpoints to keep."""
+    threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+
+
+class EvalConfig(Section):
+    problems: int = Field(64, ge=1)
+    """Held-out (test split) problems evaluated before and after training."""
+    samples: int = Field(4, ge=1)
+    """Samples per problem; pass@1 is the mean success over them (unbiased)."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature for evaluation."""
+
+
+class SandboxConfig(Section):
+    backend: Literal["local", "docker", "e2b"] = "local"
+    """Sandbox backend for the python tool."""
+    timeout: float = Field(5.0, gt=0)
+    """Wall-clock seconds per cell."""
+    memory_mb: int = Field(512, ge=32)
+    """Address-space limit of the kernel in MiB."""
+
+
+class RunConfig(Section):
+    name: str | None = None
+    """Run name; the run directory is runs_dir/name (default: task name + time)."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+
+
+class Config(Section):
+    task: str = "arith-python"
+    """A bundled task name or a path to a task folder."""
+    model: ModelConfig = ModelConfig()
+    sft: SFTConfig = SFTConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    algo: AlgoConfig = AlgoConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    run: RunConfig = RunConfig()
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value), the value parsed as YAML (so 3 is int, [x] a list, true a bool)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise AgentRLError(f"bad override {item!r}: expected key=value, e.g. --set train.steps=10")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge; `update` wins."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, with file and line in the error when it is malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgentRLError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise AgentRLError(f"{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise AgentRLError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the dotted key: 'train.steps: Input should be a valid integer'."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {msg}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def build_config(layers: list[dict], overrides: list[str] = ()) -> Config:
+    """Merge dict layers (lowest first), apply dotted overrides, validate."""
+    data: dict = {}
+    for layer in layers:
+        data = merge(data, layer)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise AgentRLError(f"bad override {item!r}: {'.'.join(keys[: depth + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise AgentRLError(format_validation_error(exc)) from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,40 @@
+"""The engine protocol: token ids in, token ids and their log-probs out. Engines know nothing of tools or tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Ends a row early, e.g. once a tool call is complete.
+
+    `check(ids)` sees the ids generated so far in this call; it runs only after a token in `trigger_ids`,
+    so an expensive check (decoding) stays off the per-token path.
+    """
+
+    trigger_ids: frozenset[int]
+    check: Callable[[list[int]], bool]
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    greedy: bool = False
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"  # "stop" (stop rule), "eos", or "length"
+
+
+class Engine(Protocol):
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
+    ) -> list[Generation]: ...

@@ -1,0 +1,39 @@
+"""Load the policy: a local `transformers` directory, or the tiny default built from the task's text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from agentrl.config import ModelConfig
+from agentrl.errors import AgentRLError
+from agentrl.models.tiny import build_tiny_model, train_tokenizer
+
+
+def load_pretrained(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from a local directory; never reaches for a hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise AgentRLError(f"model.path={path}: not a transformers model directory (no config.json there)")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise AgentRLError(f"model.path={path}: the tokenizer has no chat template; agentrl needs one")
+    return model.to(device), tokenizer
+
+
+def load_policy(cfg: ModelConfig, texts: Iterable[str], seed: int, device: str = "cpu"):
+    """The configured policy: `cfg.path` if set, else a fresh tiny model with a tokenizer trained on `texts`."""
+    if cfg.path:
+        return load_pretrained(cfg.path, device)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_tiny_model(tokenizer, cfg)
+    return model.to(device), tokenizer

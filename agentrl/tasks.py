@@ -1,0 +1,137 @@
+"""Task folders: `task.yaml` (what the task is and which tools it uses) plus `task.py` (data, verifier, demos).
+
+`task.py` defines three plain functions:
+- `generate(split: str, n: int, seed: int) -> list[dict]`: problems with at least "prompt" and "answer";
+  use `agentrl.tasks.in_split` so that train and test are disjoint;
+- `verify(problem: dict, answer: str | None) -> float`: the reward of a final answer (1.0 = correct);
+- `demo(problem: dict) -> list[str]`: an expert's assistant messages (tool calls, then the answer).
+Tasks know nothing of trainers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agentrl.config import format_validation_error, read_yaml
+from agentrl.errors import AgentRLError
+
+BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+REQUIRED_FUNCTIONS = ("generate", "verify", "demo")
+
+
+class SandboxSetup(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    preload: list[str] = []
+    """Modules imported once when the kernel starts."""
+    files: dict[str, str] = {}
+    """Workdir path -> path (relative to the task folder) of a file copied in at session start."""
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    name: str
+    description: str = ""
+    tools: list[str] = []
+    """Tools the agent may call: python (later: search, browser)."""
+    format: Literal["fenced", "hermes"] = "fenced"
+    """Tool-call format: fenced ```python blocks, or hermes <tool_call> JSON."""
+    system_prompt: str | None = None
+    sandbox: SandboxSetup = SandboxSetup()
+    defaults: dict[str, Any] = {}
+    """Config values this task sets (under the user's --config and --set)."""
+
+
+@dataclass
+class Problem:
+    id: str
+    prompt: str
+    answer: str
+    data: dict[str, Any]
+
+
+def in_split(text: str, split: str, test_fraction: float = 0.2) -> bool:
+    """Deterministic, seed-independent split by content hash: train and test never share a problem."""
+    bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return (bucket < test_fraction) == (split == "test")
+
+
+class Task:
+    def __init__(self, root: Path, spec: TaskSpec, module: ModuleType):
+        self.root, self.spec, self.module = root, spec, module
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def problems(self, split: str, n: int, seed: int = 0) -> list[Problem]:
+        if split not in ("train", "test"):
+            raise AgentRLError(f"unknown split {split!r}: use train or test")
+        out = []
+        for i, raw in enumerate(self.module.generate(split, n, seed)):
+            if "prompt" not in raw or "answer" not in raw:
+                raise AgentRLError(f"{self.root}/task.py: generate() must return dicts with prompt and answer")
+            out.append(Problem(str(raw.get("id", f"{split}-{seed}-{i}")), raw["prompt"], str(raw["answer"]), raw))
+        return out
+
+    def verify(self, problem: Problem, answer: str | None) -> float:
+        return float(self.module.verify(problem.data, answer))
+
+    def demo(self, problem: Problem) -> list[str]:
+        return list(self.module.demo(problem.data))
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.spec.system_prompt}] if self.spec.system_prompt else []
+        return [*system, {"role": "user", "content": problem.prompt}]
+
+    @cached_property
+    def vocabulary_sample(self) -> list[str]:
+        """Text for training a tokenizer: prompts and expert demonstrations of the train split."""
+        texts = []
+        for problem in self.problems("train", 300, seed=12345):
+            texts.append(problem.prompt)
+            texts.extend(self.demo(problem))
+        return texts
+
+
+def resolve_task_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if (path / "task.yaml").is_file():
+        return path
+    bundled = BUNDLED_TASKS / name_or_path
+    if (bundled / "task.yaml").is_file():
+        return bundled
+    known = ", ".join(sorted(p.parent.name for p in BUNDLED_TASKS.glob("*/task.yaml")))
+    raise AgentRLError(f"task {name_or_path!r} not found: give a folder with a task.yaml, or one of: {known}")
+
+
+def load_task(name_or_path: str) -> Task:
+    root = resolve_task_path(name_or_path)
+    try:
+        spec = TaskSpec.model_validate(read_yaml(root / "task.yaml"))
+    except ValidationError as exc:
+        raise AgentRLError(f"{root / 'task.yaml'}: {format_validation_error(exc)}") from None
+    module_path = root / "task.py"
+    if not module_path.is_file():
+        raise AgentRLError(f"{root}: task.py is missing (it defines {', '.join(REQUIRED_FUNCTIONS)})")
+    spec_obj = importlib.util.spec_from_file_location(f"agentrl_task_{spec.name.replace('-', '_')}", module_path)
+    module = importlib.util.module_from_spec(spec_obj)
+    try:
+        spec_obj.loader.exec_module(module)
+    except Exception as exc:
+        raise AgentRLError(f"{module_path}: failed to import: {type(exc).__name__}: {exc}") from exc
+    missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing:
+        raise AgentRLError(f"{module_path}: missing function(s) {', '.join(missing)}")
+    return Task(root, spec, module)
+
+
+def list_tasks() -> list[Task]:
+    return [load_task(str(p.parent)) for p in sorted(BUNDLED_TASKS.glob("*/task.yaml"))]

@@ -1,0 +1,38 @@
+"""The tool protocol: a name, a JSON schema of its arguments, and `run(args, state)`.
+
+Tools know nothing of engines or trainers. Per-trajectory state (a sandbox session, a browser context) lives in
+the object `open_state()` returns, which the agent loop closes when the trajectory ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass
+class ToolResult:
+    output: str
+    error: str | None = None
+    """None on success, else a category: tool_error, timeout, sandbox_died, bad_arguments, unknown_tool."""
+
+
+class ToolState(Protocol):
+    def close(self) -> None: ...
+
+
+class Tool(Protocol):
+    name: str
+    schema: dict[str, Any]
+
+    def open_state(self) -> ToolState | None: ...
+
+    def run(self, args: dict[str, Any], state: ToolState | None) -> ToolResult: ...
+
+
+def truncate(text: str, max_chars: int) -> str:
+    """Cut long tool output in the middle, saying how much was dropped."""
+    if len(text) <= max_chars:
+        return text
+    half = max_chars // 2
+    return f"{text[:half]}\n…[{len(text) - 2 * half} chars cut]…\n{text[-half:]}"

@@ -1,0 +1,56 @@
+"""The `python` tool: a stateful sandbox session per trajectory (variables persist across calls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentrl.sandbox import Sandbox, Session
+from agentrl.tools.base import ToolResult, truncate
+
+
+class PythonState:
+    """Opens the session on first use, so trajectories that never call python cost nothing."""
+
+    def __init__(self, sandbox: Sandbox):
+        self._sandbox = sandbox
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._sandbox.session()
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class PythonTool:
+    name = "python"
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": "Python code; the last expression is shown."}},
+        "required": ["code"],
+    }
+
+    def __init__(self, sandbox: Sandbox, timeout: float, max_chars: int):
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self.max_chars = max_chars
+
+    def open_state(self) -> PythonState:
+        return PythonState(self.sandbox)
+
+    def run(self, args: dict[str, Any], state: PythonState) -> ToolResult:
+        code = args.get("code")
+        if not isinstance(code, str):
+            return ToolResult('python needs a "code" string argument', error="bad_arguments")
+        try:
+            result = state.session.run(code, timeout=self.timeout)
+        except Exception as exc:  # a dead sandbox fails this step, never the batch
+            state.close()
+            return ToolResult(f"sandbox failed: {type(exc).__name__}: {exc}", error="sandbox_died")
+        error = "timeout" if result.timed_out else ("tool_error" if result.error is not None else None)
+        return ToolResult(truncate(result.output().strip(), self.max_chars), error=error)

@@ -1,0 +1,233 @@
+"""The local trainer: SFT cold start, then RL steps of rollout -> reward -> advantage -> PPO-clip update.
+
+Reads top to bottom like CleanRL's ppo.py. Tasks, tools and engines are composed here and know nothing of
+each other. Every completed step is checkpointed (atomically) before the next starts, so `--resume` loses
+nothing and continues with the same RNG streams as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agentrl.algos import AdvantageInputs, compute_advantages, policy_loss
+from agentrl.config import Config
+from agentrl.engines import HFEngine, SamplingParams
+from agentrl.models import load_policy
+from agentrl.models.loading import load_pretrained
+from agentrl.rollout.chain import AgentLoop
+from agentrl.sandbox import open_sandbox
+from agentrl.tasks import Task
+from agentrl.tools.python import PythonTool
+from agentrl.train.batch import collate, token_logprobs
+from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
+from agentrl.train.metrics import rollout_metrics
+from agentrl.train.rundir import RunDir
+from agentrl.train.sft import expert_trajectories, sft
+from agentrl.trajectory import Trajectory
+
+TRAIN_POOL = 5000  # train-split problems drawn from; step s uses a seeded sample of them
+
+
+@dataclass
+class Hooks:
+    """How the trainer reports progress (the CLI draws a progress bar; tests pass nothing)."""
+
+    stage: Callable[[str, int], None] = lambda name, total: None
+    advance: Callable[[dict], None] = lambda metrics: None
+    log: Callable[[str], None] = lambda message: None
+
+
+def build_tools(task: Task, cfg: Config, stack: ExitStack) -> dict:
+    tools = {}
+    if "python" in task.spec.tools:
+        sandbox = stack.enter_context(
+            open_sandbox(
+                backend=cfg.sandbox.backend,
+                timeout=cfg.sandbox.timeout,
+                memory_mb=cfg.sandbox.memory_mb,
+                preload=task.spec.sandbox.preload,
+                files={k: (task.root / v).read_bytes() for k, v in task.spec.sandbox.files.items()},
+            )
+        )
+        tools["python"] = PythonTool(sandbox, cfg.sandbox.timeout, cfg.rollout.max_observation_chars)
+    return tools
+
+
+def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict[str, float]:
+    """Held-out pass@1: the mean success over `eval.samples` samples of each test problem (unbiased)."""
+    problems = task.problems("test", cfg.eval.problems, seed=0)
+    params = SamplingParams(cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature)
+    trajs = loop.run(problems, cfg.eval.samples, loop.model_policy(engine, params), step_tag="eval/")
+    return {"pass@1": rollout_metrics(trajs)["pass_rate"], **rollout_metrics(trajs)}
+
+
+def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
+    rewards = torch.tensor([t.reward for t in trajs])
+    return AdvantageInputs(
+        rewards=rewards,
+        group_ids=[t.group_id for t in trajs],
+        response_mask=batch.response_mask,
+        token_turn=batch.token_turn,
+        correct=rewards >= 1.0,
+        first_code_pos=torch.tensor([t.first_tool_position("python") for t in trajs]),
+        response_len=torch.tensor([float(len(t.response_ids)) for t in trajs]),
+    )
+
+
+def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, pad_id: int, gen: torch.Generator):
+    """One policy update on a batch of trajectories; returns the update's metrics."""
+    device = next(model.parameters()).device
+    batch = collate(trajs, pad_id).to(device)
+    advantages = compute_advantages(
+        advantage_inputs(trajs, batch), cfg.algo.advantage, cfg.algo.shaping, **cfg.algo.params
+    ).to(device)
+    with torch.no_grad():
+        old_logprobs = token_logprobs(model, batch)
+        ref_logprobs = token_logprobs(ref_model, batch) if ref_model is not None else None
+    stats: dict[str, list[float]] = {}
+    for _epoch in range(cfg.algo.ppo_epochs):
+        order = torch.randperm(len(trajs), generator=gen)
+        for rows in order.split(cfg.algo.minibatch_size):
+            mb = batch.select(rows.to(device))
+            logprobs, entropy = token_logprobs(model, mb, with_entropy=True)
+            loss, info = policy_loss(
+                logprobs,
+                old_logprobs[rows],
+                advantages[rows],
+                mb.response_mask,
+                clip_low=cfg.algo.clip_low,
+                clip_high=cfg.algo.clip_high,
+                agg=cfg.algo.loss_agg,
+                ref_logprobs=ref_logprobs[rows] if ref_logprobs is not None else None,
+                kl_coef=cfg.algo.kl_coef,
+                kl_type=cfg.algo.kl_type,
+                entropy=entropy.detach(),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
+            info["loss"] = loss.item()
+            for key, value in info.items():
+                stats.setdefault(key, []).append(float(value))
+            optimizer.step()
+    return {key: sum(v) / len(v) for key, v in stats.items()} | {"update_tokens": batch.num_model_tokens}
+
+
+def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hooks | None = None) -> dict:
+    """SFT (once), evaluate, RL for cfg.train.steps, evaluate; returns the summary."""
+    hooks = hooks or Hooks()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    device = cfg.train.device
+    checkpoints = list_checkpoints(run.checkpoints) if resume else []
+    with ExitStack() as stack:
+        # --- set-up: policy, engine, tools, agent loop ---
+        if checkpoints:
+            model, tokenizer = load_pretrained(checkpoints[-1], device)
+            state, extra = load_trainer_state(checkpoints[-1])
+            run.truncate_after(state["step"])
+            hooks.log(f"resumed from {checkpoints[-1]} (step {state['step']})")
+        else:
+            model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device)
+            state, extra = {"step": 0, "eval_before": None}, None
+        engine = HFEngine(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, cfg.model.max_length, cfg.train.seed)
+        loop = AgentLoop(task, tokenizer, build_tools(task, cfg, stack), cfg.rollout, cfg.model.max_length)
+        stack.callback(loop.pool.shutdown)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        if extra is not None:
+            optimizer.load_state_dict(extra["optimizer"])
+            restore_rng(extra["rng"], engine.generator)
+
+        def checkpoint(step: int) -> None:
+            save_checkpoint(
+                run.checkpoints,
+                step,
+                model,
+                tokenizer,
+                optimizer,
+                engine.generator,
+                state,
+                cfg.train.keep_checkpoints,
+            )
+
+        # --- cold start: SFT on expert demonstrations, then the pass@1 before RL ---
+        if state["eval_before"] is None:
+            if cfg.sft.steps:
+                demos = expert_trajectories(loop, task, cfg.sft.num_demos, cfg.train.seed)
+                hooks.stage("sft", cfg.sft.steps)
+                last = sft(
+                    model,
+                    demos,
+                    cfg.sft,
+                    tokenizer.pad_token_id,
+                    engine.generator,
+                    lambda s, loss: hooks.advance({"sft_loss": loss}),
+                )
+                run.append(run.metrics, {"step": 0, "stage": "sft", "sft_loss": last, "demos": len(demos)})
+            hooks.stage("eval before RL", 0)
+            model.eval()
+            state["eval_before"] = evaluate(loop, engine, task, cfg)
+            run.append(run.metrics, {"step": 0, "stage": "eval_before", **state["eval_before"]})
+            hooks.log(f"held-out pass@1 before RL: {state['eval_before']['pass@1']:.3f}")
+            checkpoint(0)
+
+        ref_model = None
+        if cfg.algo.kl_coef > 0:
+            ref_model = load_pretrained(list_checkpoints(run.checkpoints)[0], device)[0].eval()
+
+        # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
+        pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)
+        params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)
+        hooks.stage("rl", cfg.train.steps - state["step"])
+        for step in range(state["step"] + 1, cfg.train.steps + 1):
+            start = time.perf_counter()
+            picks = np.random.default_rng([cfg.train.seed, step]).choice(len(pool), cfg.rollout.prompts_per_step, False)
+            model.eval()
+            trajs = loop.run(
+                [pool[i] for i in picks],
+                cfg.rollout.group_size,
+                loop.model_policy(engine, params),
+                step_tag=f"{step}/",
+            )
+            rollout_s = time.perf_counter() - start
+            model.train()
+            update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
+            metrics = {
+                "step": step,
+                "stage": "rl",
+                **rollout_metrics(trajs),
+                **update,
+                "rollout_s": rollout_s,
+                "seconds": time.perf_counter() - start,
+            }
+            run.append_many(run.rollouts, [{"step": step, **t.to_record()} for t in trajs])
+            run.append(run.metrics, metrics)
+            state["step"] = step
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+                checkpoint(step)
+            hooks.advance(metrics)
+
+        # --- held-out pass@1 after RL ---
+        hooks.stage("eval after RL", 0)
+        model.eval()
+        after = evaluate(loop, engine, task, cfg)
+        run.append(run.metrics, {"step": cfg.train.steps, "stage": "eval_after", **after})
+    summary = {
+        "task": task.name,
+        "steps": cfg.train.steps,
+        "pass@1_before": state["eval_before"]["pass@1"],
+        "pass@1_after": after["pass@1"],
+        "eval_problems": cfg.eval.problems,
+        "eval_samples": cfg.eval.samples,
+    }
+    run.summary.write_text(json.dumps(summary, indent=2))
+    hooks.log(f"held-out pass@1: before RL {summary['pass@1_before']:.3f} -> after RL {summary['pass@1_after']:.3f}")
+    return summary

@@ -1,0 +1,119 @@
+"""The agent loop: token-exact trajectories, masks, and failures that end a step, never the batch."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentrl.config import RolloutConfig
+from agentrl.engines import HFEngine, SamplingParams
+from agentrl.rollout.chain import AgentLoop
+from agentrl.tools.base import ToolResult
+
+
+class EchoTool:
+    """A python tool double: answers every call with a fixed text, or raises if told to."""
+
+    name = "python"
+    schema = {"type": "object"}
+
+    def __init__(self, output="56088", raises=False):
+        self.output, self.raises, self.calls = output, raises, []
+
+    def open_state(self):
+        return None
+
+    def run(self, args, state):
+        self.calls.append(args["code"])
+        if self.raises:
+            raise RuntimeError("sandbox exploded")
+        return ToolResult(self.output)
+
+
+def make_loop(task, tokenizer, tool, **overrides):
+    cfg = RolloutConfig(**{"max_turns": 3, "max_new_tokens": 24, **overrides})
+    return AgentLoop(task, tokenizer, {"python": tool}, cfg, max_length=512)
+
+
+def test_scripted_episode_is_token_exact(arith_task, tokenizer):
+    problem = arith_task.problems("train", 1)[0]
+    script = arith_task.demo(problem)
+    loop = make_loop(arith_task, tokenizer, EchoTool(problem.answer))
+    (traj,) = loop.run([problem], 1, loop.scripted_policy({problem.id: script}))
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+    observation = f"\n```output\n{problem.answer}\n```\n"
+    expected = enc(script[0]) + enc(observation) + enc(script[1]) + [tokenizer.eos_token_id]
+    assert traj.response_ids == expected
+    assert traj.context_ids == traj.prompt_ids + expected
+    assert traj.response_mask == [1] * len(enc(script[0])) + [0] * len(enc(observation)) + [1] * (
+        len(enc(script[1])) + 1
+    )
+    assert traj.token_turn == [0] * (len(enc(script[0])) + len(enc(observation))) + [1] * (len(enc(script[1])) + 1)
+    assert (traj.answer, traj.reward, traj.done, traj.num_tool_calls) == (problem.answer, 1.0, "answer", 1)
+
+
+def test_sampled_ids_and_logprobs_are_kept_exactly(arith_task, tokenizer, tiny_model):
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=0)
+    loop = make_loop(arith_task, tokenizer, EchoTool(), max_turns=2, max_new_tokens=16)
+    seen = []
+    model_policy = loop.model_policy(engine, SamplingParams(16))
+
+    def recording(trajs):
+        for t in trajs:  # the context fed to the model is exactly the trajectory so far
+            assert t.context_ids == t.prompt_ids + t.response_ids
+        gens = model_policy(trajs)
+        seen.append([list(g.token_ids) for g in gens])
+        return gens
+
+    trajs = loop.run(arith_task.problems("train", 2), 3, recording)
+    for row, t in enumerate(trajs):
+        assert [s.action_ids for s in t.steps][0] == seen[0][row]
+        assert all(len(s.action_logprobs) == len(s.action_ids) for s in t.steps)
+        assert all(lp <= 0.0 for s in t.steps for lp in s.action_logprobs)
+        assert len(t.response_mask) == len(t.response_ids) == len(t.token_turn)
+
+
+def test_malformed_call_becomes_an_error_observation(arith_task, tokenizer):
+    problem = arith_task.problems("train", 1)[0]
+    tool = EchoTool()
+    loop = make_loop(arith_task, tokenizer, tool)
+    script = ["```python\nprint(1", f"\\boxed{{{problem.answer}}}"]
+    (traj,) = loop.run([problem], 1, loop.scripted_policy({problem.id: script}))
+    assert traj.steps[0].error == "parse_error" and "unclosed" in traj.steps[0].observation
+    assert tool.calls == [] and traj.reward == 1.0
+
+
+def test_a_tool_that_raises_fails_its_step_not_the_batch(arith_task, tokenizer):
+    problems = arith_task.problems("train", 3)
+    loop = make_loop(arith_task, tokenizer, EchoTool(raises=True))
+    trajs = loop.run(problems, 2, loop.scripted_policy({p.id: arith_task.demo(p) for p in problems}))
+    assert len(trajs) == 6
+    assert all(t.steps[0].error == "tool_error" and "sandbox exploded" in t.steps[0].observation for t in trajs)
+    assert all(t.done == "answer" for t in trajs)
+
+
+def test_unknown_tool_and_call_budget(arith_task, tokenizer):
+    problem = arith_task.problems("train", 1)[0]
+    loop = make_loop(arith_task, tokenizer, EchoTool(), max_tool_calls=1, max_turns=4)
+    call = "```python\nprint(1)\n```"
+    (traj,) = loop.run([problem], 1, loop.scripted_policy({problem.id: [call, call, "\\boxed{1}"]}))
+    assert [s.error for s in traj.steps] == [None, "budget", None]
+    assert "budget" in traj.steps[1].observation
+
+
+@pytest.mark.parametrize("max_turns", [1, 2])
+def test_a_model_that_never_stops_is_cut_by_turns_and_tokens(arith_task, tokenizer, max_turns):
+    problem = arith_task.problems("train", 1)[0]
+    loop = make_loop(arith_task, tokenizer, EchoTool(), max_turns=max_turns, max_new_tokens=8)
+    chatter = "```python\n" + "x = 1\n" * 50
+    never = ["```python\nprint(1)\n```"] * 10  # calls forever
+    (cut,) = loop.run([problem], 1, loop.scripted_policy({problem.id: [chatter] * 10}))
+    (calls,) = loop.run([problem], 1, loop.scripted_policy({problem.id: never}))
+    assert len(calls.steps) == max_turns and calls.done == "max_turns" and calls.reward == 0.0
+    assert cut.steps[0].error == "parse_error"
+
+
+def test_engine_budget_stops_a_runaway_generation(arith_task, tokenizer, tiny_model):
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=0)
+    gens = engine.generate([[1, 2, 3], [4]], SamplingParams(max_new_tokens=5))
+    assert all(len(g.token_ids) <= 5 for g in gens)
+    assert all(g.finish_reason in ("eos", "length") for g in gens)
