@@ -24,13 +24,13 @@ class Section(BaseModel):
 class ModelConfig(Section):
     path: str | None = None
     """A local `transformers` model directory; None builds the tiny default model and tokenizer from the task's text."""
-    hidden_size: int = Field(96, ge=8)
+    hidden_size: int = Field(128, ge=8)
     """Tiny model: hidden width."""
-    num_layers: int = Field(3, ge=1)
+    num_layers: int = Field(4, ge=1)
     """Tiny model: transformer blocks."""
     num_heads: int = Field(4, ge=1)
     """Tiny model: attention heads."""
-    intermediate_size: int = Field(256, ge=8)
+    intermediate_size: int = Field(384, ge=8)
     """Tiny model: MLP width."""
     vocab_size: int = Field(384, ge=64)
     """Tiny model: byte-level BPE vocabulary size (trained on the task's own text)."""
@@ -39,11 +39,11 @@ class ModelConfig(Section):
 
 
 class SFTConfig(Section):
-    steps: int = Field(150, ge=0)
+    steps: int = Field(500, ge=0)
     """Cold-start SFT steps on the task's expert demonstrations before RL (0 skips SFT)."""
     batch_size: int = Field(32, ge=1)
     """Demonstrations per SFT step."""
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(2e-3, gt=0)
     """SFT learning rate (AdamW)."""
     num_demos: int = Field(2000, ge=1)
     """Number of expert demonstrations generated from the train split."""

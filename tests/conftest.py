@@ -45,5 +45,10 @@ def tiny_model(tokenizer):
 
 
 @pytest.fixture()
-def tiny_config(tmp_path):
-    return build_config([{"task": "arith-python"}], [*TINY_OVERRIDES, f"run.runs_dir={tmp_path}/runs"])
+def make_config(tmp_path):
+    """A tiny arith-python config writing runs under tmp_path; extra `key=value` overrides on top."""
+
+    def make(*overrides: str):
+        return build_config([{"task": "arith-python"}], [*TINY_OVERRIDES, f"run.runs_dir={tmp_path}", *overrides])
+
+    return make

@@ -70,11 +70,17 @@ def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict
 
 def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
     rewards = torch.tensor([t.reward for t in trajs])
+    turns = max(len(t.steps) for t in trajs)
+    format_errors = torch.tensor(
+        [[s.error == "parse_error" for s in t.steps] + [False] * (turns - len(t.steps)) for t in trajs]
+    )
     return AdvantageInputs(
         rewards=rewards,
         group_ids=[t.group_id for t in trajs],
         response_mask=batch.response_mask,
         token_turn=batch.token_turn,
+        format_errors=format_errors,
+        codes=["\n".join(s.tool_args["code"] for s in t.steps if s.tool == "python") for t in trajs],
         correct=rewards >= 1.0,
         first_code_pos=torch.tensor([t.first_tool_position("python") for t in trajs]),
         response_len=torch.tensor([float(len(t.response_ids)) for t in trajs]),

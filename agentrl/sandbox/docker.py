@@ -1,0 +1,241 @@
+"""The docker backend: one warm, locked-down container per sandbox, running the same kernel.
+
+For hosts where bubblewrap cannot run (no user namespaces) but a Docker engine answers. The
+container has no network, a read-only root, tmpfs /home and /tmp, memory/CPU/pids limits, no
+capabilities, ``no-new-privileges`` and a non-root user; the image is `sandboxes/Dockerfile`
+(any image with a CPython >= 3.9 works: the kernel program is passed on the command line, never
+copied into the image, so host and container always speak the same protocol).
+
+Inside, `_kernel.py` runs as a zygote listening on a Unix socket. A session is a ``docker exec -i``
+of the kernel in relay mode, which connects to that socket and copies bytes between it and its
+stdin/stdout; the session process behind it is the same forking kernel as in the local backend
+(timeouts roll back, fork copies the process). Sessions of one container share its uid, so the
+container, not the session, is the isolation boundary here. Needs the `docker` SDK
+(``pip install 'agentrl[docker]'``); it is imported only when this backend is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import struct
+import threading
+import weakref
+
+from agentrl.errors import AgentRLError
+from agentrl.sandbox import _kernel
+from agentrl.sandbox.base import Limits
+from agentrl.sandbox.local import _SANDBOX_ENV, KERNEL_PATH, LocalSession
+
+DEFAULT_IMAGE = "agentrl-sandbox:latest"
+_SOCK = "/run/agentrl/zygote.sock"
+_USER = "1000:1000"
+
+
+class _ExecChannel:
+    """A socket-like view of a `docker exec` stream: writes go to the process's stdin; reads
+    return its stdout, with Docker's 8-byte multiplexing headers taken off."""
+
+    def __init__(self, raw: socket.socket):
+        self._raw = raw
+        self._buf = bytearray()
+
+    def _fill(self) -> bool:
+        header = self._exact(8)
+        if header is None:
+            return False
+        stream, size = header[0], struct.unpack(">I", header[4:])[0]
+        payload = self._exact(size) if size else b""
+        if payload is None:
+            return False
+        if stream == 1:  # stdout; stderr (2) is not part of the protocol
+            self._buf += payload
+        return True
+
+    def _exact(self, n: int) -> bytes | None:
+        chunks = []
+        while n:
+            data = self._raw.recv(n)
+            if not data:
+                return None
+            chunks.append(data)
+            n -= len(data)
+        return b"".join(chunks)
+
+    def recvmsg(self, n: int, _ancbufsize: int = 0):
+        while not self._buf:
+            if not self._fill():
+                return b"", [], 0, None
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data, [], 0, None
+
+    def sendall(self, data: bytes) -> None:
+        self._raw.sendall(data)
+
+    def sendmsg(self, buffers, ancdata=()):
+        if ancdata:
+            raise OSError("file descriptors cannot cross into a Docker container")
+        data = b"".join(buffers)
+        self._raw.sendall(data)
+        return len(data)
+
+    def settimeout(self, t: float | None) -> None:
+        self._raw.settimeout(t)
+
+    def shutdown(self, how: int) -> None:
+        self._raw.shutdown(how)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class DockerSandbox:
+    """A warm container; sessions are kernels reached through `docker exec` relays."""
+
+    def __init__(self, limits: Limits | None = None, image: str = DEFAULT_IMAGE, client=None):
+        self.limits = limits or Limits()
+        self._closed = False
+        self._sessions: weakref.WeakSet[LocalSession] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._next_sid = 0
+        self._source = KERNEL_PATH.read_text()
+        try:
+            import docker
+        except ImportError:
+            raise AgentRLError(
+                "the docker sandbox backend needs the Docker SDK: pip install 'agentrl[docker]'"
+            ) from None
+        try:
+            self._client = client or docker.from_env()
+            self._client.ping()
+        except Exception as e:  # the SDK raises several types for "no engine"
+            raise AgentRLError(f"no Docker engine answers ({e}); start Docker or use backend='local'") from None
+        lim = self.limits
+        cfg = {
+            "limits": {
+                "memory_mb": lim.memory_mb,
+                "cpu_s": lim.cpu_s,
+                "file_size_mb": lim.file_size_mb,
+                "max_open_files": lim.max_open_files,
+                "max_procs": lim.max_procs,
+                "max_output_bytes": lim.max_output_bytes,
+            },
+            "preload": list(lim.preload),
+            "env": dict(_SANDBOX_ENV),
+            "files_inline": {
+                rel: base64.b64encode(c.encode() if isinstance(c, str) else bytes(c)).decode()
+                for rel, c in lim.files.items()
+            },
+            "limit_procs": False,  # the container's pids limit does this job
+        }
+        disk = f"size={lim.disk_mb}m"
+        try:
+            self._container = self._client.containers.run(
+                image,
+                ["python3", "-I", "-S", "-c", self._source, "--listen", _SOCK, json.dumps(cfg)],
+                detach=True,
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": disk, "/home": disk + ",mode=1777", "/run/agentrl": "size=1m,mode=1777"},
+                mem_limit=f"{lim.memory_mb}m",
+                memswap_limit=f"{lim.memory_mb}m",
+                nano_cpus=1_000_000_000,
+                pids_limit=lim.max_procs * 4,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                user=_USER,
+                working_dir="/home",
+            )
+        except Exception as e:
+            raise AgentRLError(
+                f"could not start the sandbox container from image {image!r} ({e}); build it with "
+                "`docker build -t agentrl-sandbox -f sandboxes/Dockerfile .`"
+            ) from None
+        self._finalizer = weakref.finalize(self, _remove, self._container)
+
+    # -- what LocalSession needs from its sandbox ---------------------------------------------
+    def _exec_channel(self, path: str) -> _ExecChannel:
+        api = self._client.api
+        exec_id = api.exec_create(
+            self._container.id,
+            ["python3", "-I", "-S", "-c", self._source, "--attach", path],
+            stdin=True,
+            stdout=True,
+            stderr=False,
+            user=_USER,
+        )
+        sock = api.exec_start(exec_id, socket=True)
+        return _ExecChannel(getattr(sock, "_sock", sock))
+
+    def _open_channel(self, uid, workdir: str, copy_files: bool) -> _ExecChannel:
+        if self._closed:
+            raise AgentRLError("this sandbox is closed; open a new one with open_sandbox()")
+        chan = self._exec_channel(_SOCK)
+        _kernel.send(chan, {"op": "new", "uid": None, "workdir": workdir, "copy_files": copy_files})
+        return chan
+
+    def _sid(self) -> int:
+        with self._lock:
+            self._next_sid += 1
+            return self._next_sid
+
+    def session(self) -> LocalSession:
+        workdir = f"/home/s{self._sid()}"
+        sess = LocalSession(self, self._open_channel(None, workdir, True), None, workdir)
+        self._sessions.add(sess)
+        return sess
+
+    def _fork(self, sess: LocalSession) -> LocalSession:
+        sid = self._sid()
+        workdir, path = f"/home/s{sid}", f"/run/agentrl/f{sid}.sock"
+        chan = sess._chan
+        chan.settimeout(60)
+        _kernel.send(chan, {"op": "fork", "workdir": workdir, "listen": path})
+        reply, _ = _kernel.recv(chan, sess._max_frame)
+        if not reply or not reply.get("ok"):
+            raise AgentRLError("forking the sandbox session failed: its kernel did not answer")
+        child = LocalSession(self, self._exec_channel(path), None, workdir)
+        self._sessions.add(child)
+        return child
+
+    def _release_uid(self, uid) -> None:
+        pass  # one uid for the whole container
+
+    def _reap(self, uid, sid=None) -> None:
+        pass  # a lost kernel's leftovers die with the container (its pids limit bounds them)
+
+    def _stderr_tail(self) -> str:
+        try:
+            return self._container.logs(tail=20).decode("utf-8", "replace").strip()
+        except Exception:
+            return ""
+
+    # -- close ------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for sess in list(self._sessions):
+            sess._closed = True
+            if sess._chan is not None:
+                try:
+                    sess._chan.close()
+                except OSError:
+                    pass
+        self._finalizer()
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _remove(container) -> None:
+    try:
+        container.remove(force=True)
+    except Exception:
+        pass

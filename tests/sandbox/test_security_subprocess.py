@@ -1,0 +1,34 @@
+"""os.system and subprocess run inside the same walls: unprivileged, no host view, no escape."""
+
+from sandbox_helpers import assert_contained
+
+
+def test_shell_is_unprivileged_and_blind(fresh_sandbox):
+    r = fresh_sandbox.session().run(
+        "import subprocess\nprint(subprocess.run('id -u; ls /work/main; cat /etc/shadow; ps ax | wc -l',"
+        " shell=True, capture_output=True, text=True))"
+    )
+    assert r.ok, r
+    assert "returncode" in r.stdout
+    assert "pyproject" not in r.stdout
+    assert "'1000\\n" in r.stdout
+    assert_contained(fresh_sandbox)
+
+
+def test_no_privilege_escalation(fresh_sandbox):
+    s = fresh_sandbox.session()
+    for code in ("import os\nos.setuid(0)", "import os\nos.chroot('/tmp')"):
+        r = s.run(code)
+        assert r.error.name == "PermissionError", code
+    r = s.run("import ctypes\nctypes.CDLL(None, use_errno=True).unshare(0x10000000), ctypes.get_errno()")
+    assert r.result == "(-1, 1)"  # seccomp: EPERM for new namespaces
+    r = s.run("import ctypes\nctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0), ctypes.get_errno()")
+    assert r.result == "(-1, 1)"
+    assert_contained(fresh_sandbox)
+
+
+def test_processes_started_by_a_cell_do_not_outlive_it(fresh_sandbox):
+    s = fresh_sandbox.session()
+    s.run("import subprocess\np = subprocess.Popen(['sleep', '60'], start_new_session=True)")
+    r = s.run("import os\n[open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()]")
+    assert "sleep" not in r.result

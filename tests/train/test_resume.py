@@ -1,0 +1,86 @@
+"""Kill a run after step k, resume it, and get the same metrics and weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from agentrl.config import build_config
+from agentrl.train.rundir import RunDir
+from agentrl.train.trainer import Hooks, train
+
+VOLATILE = {"seconds", "rollout_s"}
+
+
+class Crash(Exception):
+    pass
+
+
+def _rl_metrics(run: RunDir):
+    return [{k: v for k, v in m.items() if k not in VOLATILE} for m in run.read_metrics() if m["stage"] == "rl"]
+
+
+def _final_weights(run: RunDir):
+    last = sorted(run.checkpoints.glob("step-*"))[-1]
+    return load_file(last / "model.safetensors")
+
+
+def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
+    whole_cfg = make_config("run.name=whole")
+    whole = RunDir.create(whole_cfg, arith_task.name)
+    summary = train(whole_cfg, arith_task, whole)
+
+    def crash_after_step_2(metrics):
+        if metrics.get("step") == 2 and metrics.get("stage") == "rl":
+            raise Crash
+
+    broken_cfg = make_config("run.name=broken")
+    broken = RunDir.create(broken_cfg, arith_task.name)
+    with pytest.raises(Crash):
+        train(broken_cfg, arith_task, broken, hooks=Hooks(advance=crash_after_step_2))
+    assert [m["step"] for m in _rl_metrics(broken)] == [1, 2]
+    # a half-written line from the moment of the crash is dropped on resume
+    with broken.metrics.open("a") as f:
+        f.write('{"step": 3, "stage": "rl", "reward_mean"')
+    resumed = RunDir.find(broken_cfg, arith_task.name)
+    resumed_summary = train(resumed.saved_config([]), arith_task, resumed, resume=True)
+
+    assert _rl_metrics(resumed) == _rl_metrics(whole)
+    a, b = _final_weights(whole), _final_weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed_summary == summary
+    rollout_steps = [json.loads(line)["step"] for line in resumed.rollouts.read_text().splitlines()]
+    assert rollout_steps == [json.loads(line)["step"] for line in whole.rollouts.read_text().splitlines()]
+
+
+def test_run_directory_holds_config_metrics_rollouts_checkpoints(make_config, arith_task):
+    cfg = make_config("run.name=layout")
+    run = RunDir.create(cfg, arith_task.name)
+    summary = train(cfg, arith_task, run)
+    assert build_config([yaml.safe_load(run.config.read_text())]) == cfg
+    stages = [m["stage"] for m in run.read_metrics()]
+    assert stages == ["sft", "eval_before", "rl", "rl", "rl", "eval_after"]
+    step = next(m for m in run.read_metrics() if m["stage"] == "rl")
+    for key in (
+        "reward_mean",
+        "pass_rate",
+        "loss",
+        "entropy",
+        "approx_kl",
+        "generated_tokens",
+        "tool_calls",
+        "seconds",
+    ):
+        assert key in step
+    record = json.loads(run.rollouts.read_text().splitlines()[0])
+    assert {"step", "prompt_ids", "steps", "reward", "answer"} <= record.keys()
+    assert record["steps"][0]["action_ids"] and "action_text" in record["steps"][0]
+    assert len(record["steps"][0]["action_logprobs"]) == len(record["steps"][0]["action_ids"])
+    assert [p.name for p in sorted(run.checkpoints.iterdir())] == ["step-000002", "step-000003"]
+    assert 0.0 <= summary["pass@1_before"] <= 1.0 and json.loads(run.summary.read_text()) == summary
+    with pytest.raises(Exception, match="already holds a run"):
+        RunDir.create(cfg, arith_task.name)
