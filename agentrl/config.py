@@ -45,14 +45,14 @@ class SFTConfig(Section):
     """Demonstrations per SFT step."""
     lr: float = Field(2e-3, gt=0)
     """SFT learning rate (AdamW)."""
-    num_demos: int = Field(2000, ge=1)
+    num_demos: int = Field(1000, ge=1)
     """Number of expert demonstrations generated from the train split."""
 
 
 class RolloutConfig(Section):
     group_size: int = Field(8, ge=1)
     """G: trajectories sampled per prompt (GRPO group)."""
-    prompts_per_step: int = Field(8, ge=1)
+    prompts_per_step: int = Field(16, ge=1)
     """Prompts per RL step; a step trains on prompts_per_step * group_size trajectories."""
     max_turns: int = Field(3, ge=1)
     """Most agent turns (model message + tool observation) per trajectory."""
@@ -87,14 +87,14 @@ class AlgoConfig(Section):
     """KL estimator: k1 or k3 (verl's low_var_kl)."""
     ppo_epochs: int = Field(1, ge=1)
     """Passes over each batch of rollouts."""
-    minibatch_size: int = Field(64, ge=1)
+    minibatch_size: int = Field(128, ge=1)
     """Trajectories per optimizer step."""
 
 
 class TrainConfig(Section):
     steps: int = Field(30, ge=0)
     """RL steps."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(2e-4, gt=0)
     """RL learning rate (AdamW)."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""

@@ -196,6 +196,7 @@ class Kernel:
         self.chan = chan
         self.workdir = workdir
         self.cells = 0
+        self.forks: set[int] = set()  # sessions this process forked (its children, not its cells')
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
@@ -218,11 +219,23 @@ class Kernel:
             elif op == "fork" and (fds or msg.get("listen")):
                 self.fork(fds[0] if fds else None, str(msg["workdir"]), msg.get("listen"))
             elif op == "close":
+                self._kill_strays()
                 os._exit(0)
             else:
                 for fd in fds:
                     os.close(fd)
                 send(self.chan, {"error": f"unknown op {op!r}"})
+
+    def _kill_strays(self) -> None:
+        """Kill processes started by threads that outlived their cell (children of this process
+        that are not forked sessions), so that nothing is orphaned when the session ends."""
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children at all: the common case costs one syscall
+        me = os.getpid()
+        for pid in [p for p, parent in _proc_parents().items() if parent == me and p not in self.forks]:
+            _kill_tree(pid)
 
     def _hello(self) -> None:
         send(self.chan, {"ready": True, "pid": os.getpid(), "workdir": self.workdir})
@@ -266,6 +279,7 @@ class Kernel:
                 rel = os.path.relpath(cwd, old)
                 os.chdir(workdir if rel.startswith("..") else os.path.join(workdir, rel))
                 os.environ["HOME"] = workdir
+                self.forks = set()
                 self._hello()
                 return  # back to the serve loop, as the copy
             except BaseException:
@@ -274,6 +288,7 @@ class Kernel:
             listener.close()
         else:
             os.close(new_fd)
+        self.forks.add(pid)
         send(self.chan, {"ok": True, "pid": pid})
 
     # -- one cell ---------------------------------------------------------------------------
@@ -281,10 +296,10 @@ class Kernel:
         t0 = time.monotonic()
         self.cells += 1
         try:  # reap forks that ended
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
+            while pid := os.waitpid(-1, os.WNOHANG)[0]:
+                self.forks.discard(pid)
         except ChildProcessError:
-            pass
+            self.forks.clear()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ks, cs = socket.socketpair()
@@ -339,6 +354,7 @@ class Kernel:
             os.dup2(null, 2)
             os.close(null)
             _std_streams()
+            self.forks = set()
         except BaseException:
             os._exit(70)
 
@@ -363,11 +379,14 @@ class Kernel:
 
     def _monitor(self, pid: int, ks: socket.socket, out_r: int, err_r: int, t0: float, timeout: float):
         deadline = t0 + timeout
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # kernel < 5.3: poll waitpid instead
+            pidfd = None
         outs = {out_r: bytearray(), err_r: bytearray()}
         budget, truncated = self.max_out, False
         sbuf, status, died = bytearray(), None, None
-        watch = [out_r, err_r, ks.fileno(), pidfd]
+        watch = [out_r, err_r, ks.fileno()] + ([pidfd] if pidfd is not None else [])
 
         def drain(fd: int) -> bool:
             nonlocal budget, truncated
@@ -387,7 +406,11 @@ class Kernel:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select(watch, [], [], left)
+            ready, _, _ = select.select(watch, [], [], left if pidfd is not None else min(left, 0.05))
+            if pidfd is None:
+                wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+                if wpid:
+                    died = wstatus
             for fd in ready:
                 if fd in outs:
                     if not drain(fd):
@@ -435,7 +458,8 @@ class Kernel:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
         os.close(out_r)
         os.close(err_r)
         ks.close()

@@ -100,6 +100,7 @@ class DockerSandbox:
         self._sessions: weakref.WeakSet[LocalSession] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._next_sid = 0
+        self._dirty: set = set()
         self._source = KERNEL_PATH.read_text()
         try:
             import docker

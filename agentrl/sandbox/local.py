@@ -76,6 +76,7 @@ _ETC = (
     "mime.types ssl/certs ca-certificates fonts os-release debian_version protocols services magic"
 ).split()
 _GRACE_S = 2.0
+_UNCLEAN = ("SandboxCrash", "CPUTimeExceeded", "TimeoutError")
 _START_TIMEOUT_S = 120.0
 _SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -228,6 +229,9 @@ class LocalSession:
                 )
             except (OSError, _kernel.ProtocolError):
                 reply = None
+            except BaseException:  # e.g. KeyboardInterrupt mid-frame: the channel is out of step
+                self._drop(kill=True)
+                raise
             if reply is None and self._sandbox._closed:
                 self._drop(kill=False)
                 return _lost("the sandbox was closed while this cell ran", time.perf_counter() - t0)
@@ -238,7 +242,10 @@ class LocalSession:
                     "starts a fresh kernel (files in the working directory are kept)",
                     time.perf_counter() - t0,
                 )
-            return _to_result(reply, time.perf_counter() - t0)
+            result = _to_result(reply, time.perf_counter() - t0)
+            if result.timed_out or (result.error is not None and result.error.name in _UNCLEAN):
+                self._sandbox._dirty.add(self.uid)  # leftovers possible: reap the family at its end
+            return result
 
     def fork(self) -> LocalSession:
         """An independent copy of this session's state (variables and working directory) right now."""
@@ -266,6 +273,7 @@ class LocalSession:
                     pass
             chan.close()
         if kill:  # the kernel and its cell may be stuck or half dead: make sure they are gone
+            self._sandbox._dirty.add(self.uid)
             self._sandbox._reap(self.uid, self.pid)
 
     def _restart(self) -> None:
@@ -290,6 +298,7 @@ class LocalSandbox:
         self._closed = False
         self._ctl_lock = threading.Lock()
         self._families: dict[int | None, int] = {}
+        self._dirty: set[int | None] = set()  # families whose cells crashed or timed out
         self._sessions: weakref.WeakSet[LocalSession] = weakref.WeakSet()
         self._next_sid = 0
         self._next_uid = 0
@@ -581,6 +590,9 @@ class LocalSandbox:
                 self._families[uid] = n
                 return
             self._families.pop(uid, None)
+            if uid not in self._dirty:
+                return  # every cell ended cleanly and the kernels killed their strays
+            self._dirty.discard(uid)
         self._reap(uid)
 
     def _open_channel(self, uid: int | None, workdir: str, copy_files: bool) -> socket.socket:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 PREFIX = "step-"
 
@@ -38,6 +39,7 @@ def save_checkpoint(
     ckpt_dir: Path, step: int, model, tokenizer, optimizer, generator: torch.Generator, state: dict, keep: int
 ) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()  # one bar per checkpoint would drown the training progress bar
     final = ckpt_dir / f"{PREFIX}{step:06d}"
     tmp = ckpt_dir / f".tmp-{PREFIX}{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)

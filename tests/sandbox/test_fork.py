@@ -2,7 +2,7 @@
 
 import time
 
-from sandbox_helpers import wait_until
+from .sandbox_helpers import wait_until
 
 
 def test_fork_copies_state_and_is_independent(sandbox):

@@ -3,9 +3,9 @@
 import os
 import time
 
-from sandbox_helpers import host_pids_in_pid_namespace, wait_until
-
 from agentrl.sandbox import open_sandbox
+
+from .sandbox_helpers import host_pids_in_pid_namespace, wait_until
 
 
 def _open_fds() -> int:

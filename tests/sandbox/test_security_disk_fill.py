@@ -2,7 +2,7 @@
 
 import shutil
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_one_huge_file(fresh_sandbox):

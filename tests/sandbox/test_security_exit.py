@@ -1,6 +1,6 @@
 """sys.exit and os._exit end the cell, not the session, which keeps its state from before."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_sys_exit(fresh_sandbox):

@@ -1,7 +1,7 @@
 """A cell that closes or scribbles on its file descriptors, or forks a copy of the kernel that runs
 on, cannot confuse the session."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained, wait_until
 
 
 def test_closing_every_fd(fresh_sandbox):
@@ -52,5 +52,7 @@ def test_forged_status_frame(fresh_sandbox):
     )
     r = s.run(forge)
     assert isinstance(r.output(), str)  # whatever it claims, the host builds a result
-    assert s.run("1 + 1").result == "2"
+    # a cell runs inside its kernel's process, so it can fool that kernel: at worst the session
+    # loses its state and restarts fresh
+    assert wait_until(lambda: s.run("1 + 1").result == "2")
     assert_contained(fresh_sandbox)

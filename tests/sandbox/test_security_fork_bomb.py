@@ -1,6 +1,6 @@
 """A fork bomb stays within max_procs and is gone after the cell's time limit."""
 
-from sandbox_helpers import assert_contained, host_pids_of_uid, wait_until
+from .sandbox_helpers import assert_contained, host_pids_of_uid, wait_until
 
 BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
 SETSID_BOMB = (

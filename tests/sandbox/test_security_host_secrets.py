@@ -2,9 +2,9 @@
 
 import os
 
-from sandbox_helpers import assert_contained
-
 from agentrl.sandbox import open_sandbox
+
+from .sandbox_helpers import assert_contained
 
 
 def test_host_environment_is_not_inherited(monkeypatch):

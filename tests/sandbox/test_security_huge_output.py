@@ -1,8 +1,8 @@
 """Huge output is bounded by max_output_bytes and flagged truncated."""
 
-from sandbox_helpers import assert_contained
-
 from agentrl.sandbox import open_sandbox
+
+from .sandbox_helpers import assert_contained
 
 
 def test_huge_output_is_truncated():

@@ -2,7 +2,7 @@
 
 import time
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_infinite_loop(fresh_sandbox):
@@ -20,3 +20,15 @@ def test_loop_in_c_code(fresh_sandbox):
     r = fresh_sandbox.session().run("import re\nre.match('(a+)+$', 'a' * 40 + 'b')", timeout=1)
     assert r.timed_out
     assert_contained(fresh_sandbox)
+
+
+def test_cpu_limit():
+    from agentrl.sandbox import open_sandbox
+
+    with open_sandbox(cpu_s=1, timeout=10) as sb:
+        s = sb.session()
+        s.run("n = 1")
+        r = s.run("while True:\n    n += 1")
+        assert r.error.name == "CPUTimeExceeded" and not r.timed_out
+        assert s.run("n").result == "1"
+        assert_contained(sb)

@@ -1,6 +1,6 @@
 """Killing the kernel or everything in reach hurts only the cell's own session."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_kill_own_kernel(fresh_sandbox):

@@ -2,9 +2,9 @@
 
 import time
 
-from sandbox_helpers import host_pids_in_pid_namespace, host_pids_of_uid, wait_until
-
 from agentrl.sandbox import open_sandbox
+
+from .sandbox_helpers import host_pids_in_pid_namespace, host_pids_of_uid, wait_until
 
 
 def test_session_close_kills_its_processes(fresh_sandbox):

@@ -1,6 +1,6 @@
 """Exhausting memory fails inside the cell (MemoryError), and the state from before is kept."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_one_huge_allocation(fresh_sandbox):

@@ -2,7 +2,7 @@
 
 import socket
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_tcp_to_a_port_open_on_the_host(fresh_sandbox):

@@ -1,6 +1,6 @@
 """A segfault kills only the cell's process; the state from before is kept."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_ctypes_segfault(fresh_sandbox):

@@ -1,6 +1,6 @@
 """A cell that ignores SIGTERM (and SIGINT) is still stopped at its time limit."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_ignoring_sigterm(fresh_sandbox):

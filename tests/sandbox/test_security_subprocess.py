@@ -1,6 +1,6 @@
 """os.system and subprocess run inside the same walls: unprivileged, no host view, no escape."""
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_shell_is_unprivileged_and_blind(fresh_sandbox):

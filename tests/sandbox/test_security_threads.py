@@ -1,6 +1,6 @@
 """Threads that outlive their cell do not disturb later cells and end with the session."""
 
-from sandbox_helpers import assert_contained, host_pids_of_uid, wait_until
+from .sandbox_helpers import assert_contained, host_pids_of_uid, wait_until
 
 
 def test_busy_thread_outliving_its_cell(fresh_sandbox):

@@ -2,7 +2,7 @@
 
 import os
 
-from sandbox_helpers import assert_contained
+from .sandbox_helpers import assert_contained
 
 
 def test_write_to_system_and_interpreter_dirs(fresh_sandbox):
