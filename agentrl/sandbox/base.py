@@ -90,6 +90,17 @@ class Limits:
     files: dict[str, bytes | str] = field(default_factory=dict)
     """Files copied into each new session's working directory (relative path -> content)."""
 
+    def kernel_limits(self) -> dict[str, int]:
+        """The limits the in-sandbox kernel enforces itself, as sent to it at start."""
+        return {
+            "memory_mb": self.memory_mb,
+            "cpu_s": self.cpu_s,
+            "file_size_mb": self.file_size_mb,
+            "max_open_files": self.max_open_files,
+            "max_procs": self.max_procs,
+            "max_output_bytes": self.max_output_bytes,
+        }
+
 
 @runtime_checkable
 class Session(Protocol):

@@ -115,14 +115,7 @@ class DockerSandbox:
             raise AgentRLError(f"no Docker engine answers ({e}); start Docker or use backend='local'") from None
         lim = self.limits
         cfg = {
-            "limits": {
-                "memory_mb": lim.memory_mb,
-                "cpu_s": lim.cpu_s,
-                "file_size_mb": lim.file_size_mb,
-                "max_open_files": lim.max_open_files,
-                "max_procs": lim.max_procs,
-                "max_output_bytes": lim.max_output_bytes,
-            },
+            "limits": lim.kernel_limits(),
             "preload": list(lim.preload),
             "env": dict(_SANDBOX_ENV),
             "files_inline": {

@@ -361,14 +361,7 @@ class LocalSandbox:
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _cleanup, self._proc, host_ctl, self._tmp)
         cfg = {
-            "limits": {
-                "memory_mb": lim.memory_mb,
-                "cpu_s": lim.cpu_s,
-                "file_size_mb": lim.file_size_mb,
-                "max_open_files": lim.max_open_files,
-                "max_procs": lim.max_procs,
-                "max_output_bytes": lim.max_output_bytes,
-            },
+            "limits": lim.kernel_limits(),
             "preload": list(lim.preload),
             "sys_path": sites,
             "env": dict(_SANDBOX_ENV),
