@@ -94,7 +94,7 @@ class AlgoConfig(Section):
 class TrainConfig(Section):
     steps: int = Field(30, ge=0)
     """RL steps."""
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(5e-4, gt=0)
     """RL learning rate (AdamW)."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
@@ -113,7 +113,7 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    problems: int = Field(64, ge=1)
+    problems: int = Field(128, ge=1)
     """Held-out (test split) problems evaluated before and after training."""
     samples: int = Field(4, ge=1)
     """Samples per problem; pass@1 is the mean success over them (unbiased)."""

@@ -54,7 +54,7 @@ def test_dry_run_prints_the_resolved_config_and_runs_nothing(agentrl, tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = yaml.safe_load(result.stdout)
     assert cfg["train"]["steps"] == 7
-    assert cfg["rollout"]["max_new_tokens"] == 40  # from the task's defaults
+    assert cfg["rollout"]["max_new_tokens"] == 32  # from the task's defaults
     assert not any(tmp_path.iterdir())
 
 
