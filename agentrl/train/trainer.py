@@ -65,7 +65,8 @@ def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict
     problems = task.problems("test", cfg.eval.problems, seed=0)
     params = SamplingParams(cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature)
     trajs = loop.run(problems, cfg.eval.samples, loop.model_policy(engine, params), step_tag="eval/")
-    return {"pass@1": rollout_metrics(trajs)["pass_rate"], **rollout_metrics(trajs)}
+    metrics = rollout_metrics(trajs)
+    return {"pass@1": metrics["pass_rate"], **metrics}
 
 
 def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:

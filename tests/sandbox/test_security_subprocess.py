@@ -30,5 +30,18 @@ def test_no_privilege_escalation(fresh_sandbox):
 def test_processes_started_by_a_cell_do_not_outlive_it(fresh_sandbox):
     s = fresh_sandbox.session()
     s.run("import subprocess\np = subprocess.Popen(['sleep', '60'], start_new_session=True)")
-    r = s.run("import os\n[open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()]")
+    listing = """
+import os
+def cmdlines():
+    out = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:  # a process may exit between listdir and open
+            out.append(open(f'/proc/{pid}/cmdline').read())
+        except OSError:
+            pass
+    return out
+cmdlines()
+"""
+    r = s.run(listing)
+    assert r.error is None and r.result is not None, r.output()
     assert "sleep" not in r.result
