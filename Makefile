@@ -25,7 +25,8 @@ $(VERL_VENV)/bin/python:
 verl-venv: $(VERL_VENV)/bin/python
 
 test: $(BIN)/agentrl verl-venv
-	$(BIN)/ruff check agentrl tests benchmarks
+	$(BIN)/ruff check agentrl tests benchmarks tasks
+	$(BIN)/ruff format --check agentrl tests benchmarks tasks
 	@# pytest exits 5 when it collected nothing: say so plainly (this suite always has tests).
 	@$(BIN)/pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests: check testpaths" >&2; exit $$rc
 

@@ -391,9 +391,7 @@ def _rloo(inputs: AdvantageInputs) -> Tensor:
 
 
 @register_advantage("tree_grpo")
-def _tree_grpo(
-    inputs: AdvantageInputs, *, combine: Literal["sum", "sequential"] = "sum", eps: float = 1e-6
-) -> Tensor:
+def _tree_grpo(inputs: AdvantageInputs, *, combine: Literal["sum", "sequential"] = "sum", eps: float = 1e-6) -> Tensor:
     tree_ids = _require(inputs, "tree_ids", "tree_grpo")
     return tree_grpo_advantages(inputs.rewards, inputs.group_ids, tree_ids, combine=combine, eps=eps)
 
@@ -449,9 +447,7 @@ def compute_advantages(
         `[B, T]` float advantages, 0 where `inputs.response_mask == 0`.
     """
     if estimator not in ADVANTAGE_ESTIMATORS:
-        raise AgentRLError(
-            f"unknown advantage estimator {estimator!r}; valid: {sorted(ADVANTAGE_ESTIMATORS)}"
-        )
+        raise AgentRLError(f"unknown advantage estimator {estimator!r}; valid: {sorted(ADVANTAGE_ESTIMATORS)}")
     for name in shaping:
         if name not in SHAPERS:
             raise AgentRLError(f"unknown advantage shaping {name!r}; valid: {sorted(SHAPERS)}")

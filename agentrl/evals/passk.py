@@ -21,9 +21,7 @@ def _check(n: int, c: int, k: int) -> None:
     if k < 1:
         raise AgentRLError(f"k must be at least 1, got k={k}")
     if k > n:
-        raise AgentRLError(
-            f"cannot estimate pass@{k} from n={n} samples: draw at least k={k} samples per problem"
-        )
+        raise AgentRLError(f"cannot estimate pass@{k} from n={n} samples: draw at least k={k} samples per problem")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -88,9 +88,7 @@ def test_gtpo_builds_turn_rewards_and_turn_mask_when_absent():
     turn_rewards = gtpo_turn_rewards(torch.tensor([1.0, 0.0, 1.0]), turn_mask, format_errors, -0.2)
     torch.testing.assert_close(turn_rewards, torch.tensor([[-0.2, 1.0], [0.0, 0.0], [1.0, 0.0]]))
     expected = gtpo_advantages(turn_rewards, turn_mask, ["g", "g", "h"])
-    torch.testing.assert_close(
-        out[:, [0, 4]], torch.stack([expected[:, 0], expected[:, 1] * RESPONSE_MASK[:, 4]], 1)
-    )
+    torch.testing.assert_close(out[:, [0, 4]], torch.stack([expected[:, 0], expected[:, 1] * RESPONSE_MASK[:, 4]], 1))
 
 
 def test_gtpo_self_supervised_shaping_uses_codes():
@@ -113,9 +111,7 @@ def test_aspo_composes_on_grpo():
     inputs.rewards[1] = 0.5
     out = compute_advantages(inputs, "grpo", shaping=["aspo"], delta=-2.5, k=0.9)
     base = grpo_advantages(inputs.rewards, inputs.group_ids)
-    shaped = aspo_shape(
-        base, inputs.rewards > 0, first_code, inputs.response_len, inputs.group_ids, -2.5, 0.9
-    )
+    shaped = aspo_shape(base, inputs.rewards > 0, first_code, inputs.response_len, inputs.group_ids, -2.5, 0.9)
     torch.testing.assert_close(out, shaped[:, None] * RESPONSE_MASK)
 
 

@@ -61,9 +61,7 @@ def _fixed_embedder(vectors):
 
 
 def test_similarity_shaping_rewards_wrong_code_close_to_correct_code():
-    embed = _fixed_embedder(
-        {"right": [1.0, 0.0], "close": [1.0, 1.0], "opposite": [-1.0, 0.0], "x": [0.0, 1.0]}
-    )
+    embed = _fixed_embedder({"right": [1.0, 0.0], "close": [1.0, 1.0], "opposite": [-1.0, 0.0], "x": [0.0, 1.0]})
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
     correct = rewards > 0
     codes = ["right", "close", "opposite", "close", "x"]

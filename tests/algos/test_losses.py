@@ -12,9 +12,7 @@ from agentrl.errors import AgentRLError
 def one_token(ratio: float, advantage: float, **kwargs):
     """Loss and d loss / d logprob for one token at the given ratio and advantage."""
     logprobs = torch.tensor([[math.log(ratio)]], requires_grad=True)
-    loss, metrics = policy_loss(
-        logprobs, torch.zeros(1, 1), torch.tensor([[advantage]]), torch.ones(1, 1), **kwargs
-    )
+    loss, metrics = policy_loss(logprobs, torch.zeros(1, 1), torch.tensor([[advantage]]), torch.ones(1, 1), **kwargs)
     loss.backward()
     return loss.item(), logprobs.grad.item(), metrics
 
