@@ -4,7 +4,8 @@ runs/NAME/
   config.yaml        the resolved config
   metrics.jsonl      one line per step (and per stage: sft, eval)
   rollouts.jsonl     every trajectory: token ids, text, reward, per step
-  checkpoints/       step-NNNNNN/ (atomic)
+  checkpoints/       step-NNNNNN/ (atomic; only the newest few are kept)
+  sft_model/         the policy before RL (never pruned; the reference model of the KL term)
   summary.json       pass@1 before and after RL
 """
 
@@ -26,6 +27,7 @@ class RunDir:
         self.metrics = path / "metrics.jsonl"
         self.rollouts = path / "rollouts.jsonl"
         self.checkpoints = path / "checkpoints"
+        self.sft_model = path / "sft_model"
         self.summary = path / "summary.json"
         self.config = path / "config.yaml"
 
@@ -59,12 +61,10 @@ class RunDir:
         return build_config([read_yaml(self.config)], overrides)
 
     def append(self, file: Path, record: dict[str, Any]) -> None:
-        with file.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.append_many(file, [record])
 
     def append_many(self, file: Path, records: list[dict[str, Any]]) -> None:
+        """Append JSON lines and fsync: what a step wrote survives a crash."""
         with file.open("a") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
             f.flush()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from agentrl.algos import masked_mean
 from agentrl.config import SFTConfig
 from agentrl.errors import AgentRLError
 from agentrl.rollout.chain import AgentLoop
@@ -50,7 +51,7 @@ def sft(
         rows = torch.randint(len(demos), (min(cfg.batch_size, len(demos)),), generator=generator)
         batch = collate([demos[i] for i in rows.tolist()], pad_token_id).to(device)
         logp = token_logprobs(model, batch)
-        loss = -(logp * batch.response_mask).sum() / batch.response_mask.sum()
+        loss = -masked_mean(logp, batch.response_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

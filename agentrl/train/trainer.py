@@ -184,11 +184,12 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             state["eval_before"] = evaluate(loop, engine, task, cfg)
             run.append(run.metrics, {"step": 0, "stage": "eval_before", **state["eval_before"]})
             hooks.log(f"held-out pass@1 before RL: {state['eval_before']['pass@1']:.3f}")
+            model.save_pretrained(run.sft_model)
+            tokenizer.save_pretrained(run.sft_model)
             checkpoint(0)
 
-        ref_model = None
-        if cfg.algo.kl_coef > 0:
-            ref_model = load_pretrained(list_checkpoints(run.checkpoints)[0], device)[0].eval()
+        # the reference policy is the one RL started from; pruned checkpoints never take it away
+        ref_model = load_pretrained(run.sft_model, device)[0].eval() if cfg.algo.kl_coef > 0 else None
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
         pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)

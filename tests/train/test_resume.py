@@ -1,4 +1,8 @@
-"""Kill a run after step k, resume it, and get the same metrics and weights as an uninterrupted run."""
+"""Kill a run after step k, resume it, and get the same metrics and weights as an uninterrupted run.
+
+The runs use a reference-KL term, and by the time of the crash the step-0 checkpoint has been pruned: the
+policy RL started from must still be on disk (run.sft_model) for the resumed run's reference.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def _final_weights(run: RunDir):
 
 
 def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
-    whole_cfg = make_config("run.name=whole")
+    whole_cfg = make_config("run.name=whole", "algo.kl_coef=0.05")
     whole = RunDir.create(whole_cfg, arith_task.name)
     summary = train(whole_cfg, arith_task, whole)
 
@@ -38,11 +42,12 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
         if metrics.get("step") == 2 and metrics.get("stage") == "rl":
             raise Crash
 
-    broken_cfg = make_config("run.name=broken")
+    broken_cfg = make_config("run.name=broken", "algo.kl_coef=0.05")
     broken = RunDir.create(broken_cfg, arith_task.name)
     with pytest.raises(Crash):
         train(broken_cfg, arith_task, broken, hooks=Hooks(advance=crash_after_step_2))
     assert [m["step"] for m in _rl_metrics(broken)] == [1, 2]
+    assert not (broken.checkpoints / "step-000000").exists() and (broken.sft_model / "config.json").is_file()
     # a half-written line from the moment of the crash is dropped on resume
     with broken.metrics.open("a") as f:
         f.write('{"step": 3, "stage": "rl", "reward_mean"')
@@ -50,6 +55,7 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
     resumed_summary = train(resumed.saved_config([]), arith_task, resumed, resume=True)
 
     assert _rl_metrics(resumed) == _rl_metrics(whole)
+    assert all("kl" in m for m in _rl_metrics(resumed))
     a, b = _final_weights(whole), _final_weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed_summary == summary
