@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
@@ -39,14 +39,33 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     name: str
     description: str = ""
-    tools: list[str] = []
-    """Tools the agent may call: python (later: search, browser)."""
+    tools: dict[str, dict[str, Any]] = {}
+    """Tools the agent may call, with their settings: a list of names (`[python, search]`) or a mapping of
+    name -> settings (`{search: {corpus: corpus.jsonl}}`)."""
     format: Literal["fenced", "hermes"] = "fenced"
     """Tool-call format: fenced ```python blocks, or hermes <tool_call> JSON."""
     system_prompt: str | None = None
     sandbox: SandboxSetup = SandboxSetup()
+    policies: list[dict[str, Any]] = []
+    """Guard policies (checked by agentrl.guard)."""
     defaults: dict[str, Any] = {}
     """Config values this task sets (under the user's --config and --set)."""
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_names_to_settings(cls, value: Any) -> Any:
+        """`[python, {search: {...}}]` -> `{python: {}, search: {...}}`."""
+        if not isinstance(value, list):
+            return value
+        tools: dict[str, Any] = {}
+        for item in value:
+            if isinstance(item, str):
+                tools[item] = {}
+            elif isinstance(item, dict) and len(item) == 1:
+                tools.update({k: v or {} for k, v in item.items()})
+            else:
+                raise ValueError(f"a tool is a name or a one-key mapping name: settings, not {item!r}")
+        return tools
 
 
 @dataclass
@@ -82,7 +101,13 @@ class Task:
         return out
 
     def verify(self, problem: Problem, answer: str | None) -> float:
-        return float(self.module.verify(problem.data, answer))
+        try:
+            return float(self.module.verify(problem.data, answer))
+        except Exception as exc:
+            raise AgentRLError(
+                f"{self.root}/task.py: verify() raised {type(exc).__name__}: {exc} "
+                f"(problem {problem.id}, answer {answer!r}); a verifier must return a score for any answer"
+            ) from exc
 
     def demo(self, problem: Problem) -> list[str]:
         return list(self.module.demo(problem.data))

@@ -4,23 +4,58 @@ Many trajectories advance together: each round batches generation across every t
 model, then runs their tool calls concurrently. Token-exact: a trajectory keeps the ids the model generated
 and the ids of each observation as fed back; nothing is re-tokenized. A call the parser cannot read, a tool
 that fails or times out, or a sandbox that dies becomes an error observation on that step; the batch goes on.
+A guard (optional) checks each tool call before it runs and each observation or final message after.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from agentrl.config import RolloutConfig
 from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule
 from agentrl.rollout.parsers import FORMATS, FinalAnswer, ParseError, ToolCall
 from agentrl.tasks import Problem, Task
-from agentrl.tools.base import Tool, ToolResult
-from agentrl.trajectory import Step, Trajectory
+from agentrl.tools.base import Tool, ToolResult, ToolState
+from agentrl.trajectory import GuardEvent, Step, Trajectory
 
 # Given the trajectories waiting for the model, return each one's next message.
 Policy = Callable[[list[Trajectory]], list[Generation]]
+ToolStates = dict[str, ToolState | None]
+REPLAY = "replay"
+"""Snapshot marker for a tool state without `fork()`: rebuilt by replaying the prefix's calls."""
+
+
+class StepGuard(Protocol):
+    """Checks steps against a task's policies (agentrl.guard implements it). Must not raise."""
+
+    def pre_check(self, traj: Trajectory, call: ToolCall) -> list[GuardEvent]:
+        """Before `call` runs; `traj.steps[-1]` is the step that made the call."""
+        ...
+
+    def post_check(self, traj: Trajectory, step: Step) -> list[GuardEvent]:
+        """After a step is complete: its observation is set (tool steps), or it holds the final message."""
+        ...
+
+
+@dataclass
+class Branch:
+    """A trajectory in progress with its tools' states; `snapshots[j]` is the tools' state after step j."""
+
+    traj: Trajectory
+    states: ToolStates
+    snapshots: list[dict[str, ToolState | str | None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for states in (self.states, *self.snapshots):
+            for state in states.values():
+                if state is not None and state != REPLAY:
+                    state.close()
+        self.snapshots = []
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -29,9 +64,18 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
 
 
 class AgentLoop:
-    def __init__(self, task: Task, tokenizer, tools: dict[str, Tool], cfg: RolloutConfig, max_length: int):
+    def __init__(
+        self,
+        task: Task,
+        tokenizer,
+        tools: dict[str, Tool],
+        cfg: RolloutConfig,
+        max_length: int,
+        guard: StepGuard | None = None,
+    ):
         self.task, self.tokenizer, self.tools, self.cfg = task, tokenizer, tools, cfg
         self.max_length = max_length
+        self.guard = guard
         self.format = FORMATS[task.spec.format]
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentrl-tool")
         self.stop_rule = StopRule(
@@ -61,34 +105,53 @@ class AgentLoop:
         return policy
 
     def run(self, problems: Sequence[Problem], group_size: int, policy: Policy, step_tag: str = "") -> list[Trajectory]:
-        trajs, states = [], []
-        for problem in problems:
-            prompt_ids = chat_prompt_ids(self.tokenizer, self.task.messages(problem))
-            for _ in range(group_size):
-                trajs.append(Trajectory(problem.id, f"{step_tag}{problem.id}", prompt_ids))
-                states.append({name: tool.open_state() for name, tool in self.tools.items()})
-        by_id = {p.id: p for p in problems}
-        active = list(range(len(trajs)))
+        """`group_size` independent trajectories per problem, run to the end and scored."""
+        branches = [self.start(p, f"{step_tag}{p.id}") for p in problems for _ in range(group_size)]
         try:
-            while active:
-                generations = policy([trajs[i] for i in active])
-                calls = []
-                for i, gen in zip(active, generations, strict=True):
-                    call = self._take_message(trajs[i], gen)
-                    if call is not None:
-                        calls.append((i, call))
-                results = self.pool.map(lambda item: self._run_tool(item[1], states[item[0]]), calls)
-                for (i, call), (result, seconds) in zip(calls, results, strict=True):
-                    self._feed_back(trajs[i], call, result, seconds)
-                active = [i for i in active if not trajs[i].done]
+            self.advance(branches, policy)
         finally:
-            for state in states:
-                for s in state.values():
-                    if s is not None:
-                        s.close()
-        for t in trajs:
-            t.reward = self.task.verify(by_id[t.problem_id], t.answer)
+            for b in branches:
+                b.close()
+        trajs = [b.traj for b in branches]
+        self.score(trajs, problems)
         return trajs
+
+    def start(self, problem: Problem, group_id: str, tree_id: str | None = None) -> Branch:
+        prompt_ids = chat_prompt_ids(self.tokenizer, self.task.messages(problem))
+        states = {name: tool.open_state() for name, tool in self.tools.items()}
+        return Branch(Trajectory(problem.id, group_id, prompt_ids, tree_id=tree_id), states)
+
+    def branch(self, parent: Branch, depth: int) -> Branch:
+        """A new branch sharing `parent`'s first `depth + 1` steps and its tools' state after them."""
+        traj = copy.copy(parent.traj)
+        traj.steps = [copy.copy(s) for s in parent.traj.steps[: depth + 1]]
+        traj.shared_steps = depth + 1
+        states = {}
+        for name, snap in parent.snapshots[depth].items():
+            if snap == REPLAY:
+                states[name] = self._replay(name, traj.steps)
+            else:
+                states[name] = snap.fork() if snap is not None else None
+        return Branch(traj, states)
+
+    def advance(self, branches: Sequence[Branch], policy: Policy, snapshots: bool = False) -> None:
+        """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step."""
+        active = [b for b in branches if not b.traj.done]
+        while active:
+            generations = policy([b.traj for b in active])
+            work = [(b, self._take_message(b.traj, gen)) for b, gen in zip(active, generations, strict=True)]
+            list(self.pool.map(lambda item: self._act(*item, snapshots=snapshots), work))
+            active = [b for b in active if not b.traj.done]
+
+    def score(self, trajs: Sequence[Trajectory], problems: Sequence[Problem]) -> None:
+        """The verifier's score of each answer; reward = score - guard penalties.
+
+        In this thread: verifiers such as math-verify use signal-based timeouts, which only the main thread has.
+        """
+        by_id = {p.id: p for p in problems}
+        for t in trajs:
+            t.score = self.task.verify(by_id[t.problem_id], t.answer)
+            t.reward = t.score - t.penalty
 
     def _take_message(self, traj: Trajectory, gen: Generation) -> ToolCall | ParseError | None:
         """Append the model's message; return the call to run (or parse error to report), None if it ended."""
@@ -110,27 +173,98 @@ class AgentLoop:
             return ParseError(f"tool-call budget of {self.cfg.max_tool_calls} calls is spent; answer now")
         return parsed
 
-    def _run_tool(self, call: ToolCall | ParseError, state: dict) -> tuple[ToolResult, float]:
+    def _act(self, branch: Branch, call: ToolCall | ParseError | None, snapshots: bool) -> None:
+        """Finish the branch's newest step: guard, run the call, feed the observation back (in a worker thread)."""
+        traj, step = branch.traj, branch.traj.steps[-1]
+        try:
+            if call is None:
+                self._guard_final(traj, step)
+                return
+            result = self._guarded_call(traj, step, call, branch.states)
+            if traj.done:
+                return
+            if result.answer is not None:
+                traj.answer, traj.done = result.answer, "answer"
+                self._guard_final(traj, step)
+                return
+            self._feed_back(traj, step, result)
+            if snapshots and not traj.done:
+                branch.snapshots.append(self._snapshot(branch.states))
+        except Exception as exc:  # a bug in a tool or guard ends this trajectory, never the batch
+            step.error = f"internal_error: {type(exc).__name__}: {exc}"
+            traj.done = "error"
+
+    def _guarded_call(self, traj: Trajectory, step: Step, call: ToolCall | ParseError, states: ToolStates):
+        if self.guard is not None and isinstance(call, ToolCall):
+            events = self._record(traj, step, self.guard.pre_check(traj, call))
+            if any(e.action == "terminate" for e in events):
+                traj.done = "guard"
+                return ToolResult("", error="blocked")
+            blocked = [e for e in events if e.action == "block"]
+            if blocked:
+                reasons = "; ".join(f"{e.policy}: {e.message}" if e.message else e.policy for e in blocked)
+                return ToolResult(f"blocked by policy ({reasons})", error="blocked")
         start = time.perf_counter()
+        result = self._run_tool(call, states)
+        step.seconds = time.perf_counter() - start
+        return result
+
+    def _run_tool(self, call: ToolCall | ParseError, states: ToolStates) -> ToolResult:
         if isinstance(call, ParseError):
-            return ToolResult(f"error: {call.message}", error="parse_error"), 0.0
+            return ToolResult(f"error: {call.message}", error="parse_error")
         tool = self.tools.get(call.name)
         if tool is None:
             known = ", ".join(self.tools) or "none"
-            return ToolResult(f"error: unknown tool {call.name!r} (tools: {known})", error="unknown_tool"), 0.0
+            return ToolResult(f"error: unknown tool {call.name!r} (tools: {known})", error="unknown_tool")
         try:
-            result = tool.run(call.arguments, state[call.name])
+            return tool.run(call.arguments, states[call.name])
         except Exception as exc:  # a broken tool fails its step, never the batch
-            result = ToolResult(f"error: tool {call.name} failed: {type(exc).__name__}: {exc}", error="tool_error")
-        return result, time.perf_counter() - start
+            return ToolResult(f"error: tool {call.name} failed: {type(exc).__name__}: {exc}", error="tool_error")
 
-    def _feed_back(self, traj: Trajectory, call, result: ToolResult, seconds: float) -> None:
-        step = traj.steps[-1]
+    def _feed_back(self, traj: Trajectory, step: Step, result: ToolResult) -> None:
         step.observation = self.format.observation(result.output)
-        step.obs_ids = self.tokenizer.encode(step.observation, add_special_tokens=False)
         step.error = step.error or result.error
-        step.seconds = seconds
+        if self.guard is not None:
+            events = self._record(traj, step, self.guard.post_check(traj, step))
+            withheld = [e.policy for e in events if e.action in ("block", "terminate")]
+            if withheld:
+                step.observation = self.format.observation(f"[output withheld by policy {', '.join(withheld)}]")
+            if any(e.action == "terminate" for e in events):
+                traj.done = "guard"
+        step.obs_ids = self.tokenizer.encode(step.observation, add_special_tokens=False)
+        if traj.done:
+            return
         if len(traj.steps) >= self.cfg.max_turns:
             traj.done = "max_turns"
         elif len(traj.context_ids) + self.cfg.max_new_tokens > self.max_length:
             traj.done = "max_length"
+
+    def _guard_final(self, traj: Trajectory, step: Step) -> None:
+        """Post-check the message that ended the trajectory; a blocking policy withholds its answer."""
+        if self.guard is None:
+            return
+        events = self._record(traj, step, self.guard.post_check(traj, step))
+        if any(e.action in ("block", "terminate") for e in events):
+            traj.answer, traj.done = None, "guard"
+
+    @staticmethod
+    def _record(traj: Trajectory, step: Step, events: list[GuardEvent]) -> list[GuardEvent]:
+        step.guard.extend(events)
+        traj.penalty += sum(e.penalty for e in events)
+        return events
+
+    @staticmethod
+    def _snapshot(states: ToolStates) -> dict[str, ToolState | str | None]:
+        return {
+            name: None if state is None else state.fork() if hasattr(state, "fork") else REPLAY
+            for name, state in states.items()
+        }
+
+    def _replay(self, name: str, steps: list[Step]) -> ToolState | None:
+        """A fresh state of tool `name` with the prefix's successful calls of it run again (outputs ignored)."""
+        tool = self.tools[name]
+        state = tool.open_state()
+        for s in steps:
+            if s.tool == name and s.error is None:
+                tool.run(s.tool_args, state)
+        return state

@@ -1,7 +1,9 @@
 """The tool protocol: a name, a JSON schema of its arguments, and `run(args, state)`.
 
 Tools know nothing of engines or trainers. Per-trajectory state (a sandbox session, a browser context) lives in
-the object `open_state()` returns, which the agent loop closes when the trajectory ends.
+the object `open_state()` returns, which the agent loop closes when the trajectory ends. Tree sampling branches
+a trajectory at a step: a state with a `fork()` method is forked there; a state without one is rebuilt by
+replaying the prefix's calls of that tool into a fresh state (`None` states need neither).
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from typing import Any, Protocol
 class ToolResult:
     output: str
     error: str | None = None
-    """None on success, else a category: tool_error, timeout, sandbox_died, bad_arguments, unknown_tool."""
+    """None on success, else a category: tool_error, timeout, sandbox_died, bad_arguments, unknown_tool, blocked."""
+    answer: str | None = None
+    """Set by tools that end the trajectory with a final answer (the `answer` tool)."""
 
 
 class ToolState(Protocol):
     def close(self) -> None: ...
+
+
+class ForkableState(ToolState, Protocol):
+    def fork(self) -> ForkableState:
+        """An independent copy of this state (tree sampling branches from it)."""
+        ...
 
 
 class Tool(Protocol):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
-from agentrl.sandbox import Sandbox, Session
+from agentrl.config import Config
+from agentrl.errors import AgentRLError
+from agentrl.sandbox import Sandbox, Session, open_sandbox
+from agentrl.tasks import Task
+from agentrl.tools import register_tool
 from agentrl.tools.base import ToolResult, truncate
 
 
@@ -20,6 +25,13 @@ class PythonState:
         if self._session is None:
             self._session = self._sandbox.session()
         return self._session
+
+    def fork(self) -> PythonState:
+        """A copy with the same variables: the kernel forks (copy-on-write); an unopened state stays unopened."""
+        copy = PythonState(self._sandbox)
+        if self._session is not None:
+            copy._session = self._session.fork()
+        return copy
 
     def close(self) -> None:
         if self._session is not None:
@@ -54,3 +66,20 @@ class PythonTool:
             return ToolResult(f"sandbox failed: {type(exc).__name__}: {exc}", error="sandbox_died")
         error = "timeout" if result.timed_out else ("tool_error" if result.error is not None else None)
         return ToolResult(truncate(result.output().strip(), self.max_chars), error=error)
+
+
+@register_tool("python")
+def build_python(task: Task, cfg: Config, settings: dict[str, Any], stack: ExitStack) -> PythonTool:
+    """One sandbox for the run; each trajectory gets its own session. Settings: none (see `sandbox:`)."""
+    if settings:
+        raise AgentRLError(f"{task.root / 'task.yaml'}: the python tool takes no settings (use sandbox:)")
+    sandbox = stack.enter_context(
+        open_sandbox(
+            backend=cfg.sandbox.backend,
+            timeout=cfg.sandbox.timeout,
+            memory_mb=cfg.sandbox.memory_mb,
+            preload=task.spec.sandbox.preload,
+            files={k: (task.root / v).read_bytes() for k, v in task.spec.sandbox.files.items()},
+        )
+    )
+    return PythonTool(sandbox, cfg.sandbox.timeout, cfg.rollout.max_observation_chars)

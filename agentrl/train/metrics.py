@@ -17,7 +17,7 @@ def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
     first_code = [p for t in trajs if not math.isnan(p := t.first_tool_position("python"))]
     return {
         "reward_mean": _mean([t.reward for t in trajs]),
-        "pass_rate": _mean([float(t.reward >= 1.0) for t in trajs]),
+        "pass_rate": _mean([float(t.correct) for t in trajs]),
         "turns": _mean([len(t.steps) for t in trajs]),
         "tool_calls": _mean([t.num_tool_calls for t in trajs]),
         "code_use_ratio": _mean([float(t.num_tool_calls > 0) for t in trajs]),

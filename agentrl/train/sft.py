@@ -23,7 +23,7 @@ def expert_trajectories(loop: AgentLoop, task: Task, n: int, seed: int) -> list[
     """Run the task's demonstrations through the agent loop; each must pass the task's own verifier."""
     problems = task.problems("train", n, seed)
     trajs = loop.run(problems, 1, loop.scripted_policy({p.id: task.demo(p) for p in problems}), step_tag="demo/")
-    failed = [t for t in trajs if t.reward < 1.0]
+    failed = [t for t in trajs if not t.correct]
     if failed:
         t = failed[0]
         raise AgentRLError(

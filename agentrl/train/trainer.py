@@ -22,9 +22,8 @@ from agentrl.engines import HFEngine, SamplingParams
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
 from agentrl.rollout.chain import AgentLoop
-from agentrl.sandbox import open_sandbox
 from agentrl.tasks import Task
-from agentrl.tools.python import PythonTool
+from agentrl.tools import build_tools
 from agentrl.train.batch import collate, token_logprobs
 from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
 from agentrl.train.metrics import rollout_metrics
@@ -42,22 +41,6 @@ class Hooks:
     stage: Callable[[str, int], None] = lambda name, total: None
     advance: Callable[[dict], None] = lambda metrics: None
     log: Callable[[str], None] = lambda message: None
-
-
-def build_tools(task: Task, cfg: Config, stack: ExitStack) -> dict:
-    tools = {}
-    if "python" in task.spec.tools:
-        sandbox = stack.enter_context(
-            open_sandbox(
-                backend=cfg.sandbox.backend,
-                timeout=cfg.sandbox.timeout,
-                memory_mb=cfg.sandbox.memory_mb,
-                preload=task.spec.sandbox.preload,
-                files={k: (task.root / v).read_bytes() for k, v in task.spec.sandbox.files.items()},
-            )
-        )
-        tools["python"] = PythonTool(sandbox, cfg.sandbox.timeout, cfg.rollout.max_observation_chars)
-    return tools
 
 
 def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict[str, float]:
@@ -82,7 +65,7 @@ def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
         token_turn=batch.token_turn,
         format_errors=format_errors,
         codes=["\n".join(s.tool_args["code"] for s in t.steps if s.tool == "python") for t in trajs],
-        correct=rewards >= 1.0,
+        correct=torch.tensor([t.correct for t in trajs]),
         first_code_pos=torch.tensor([t.first_tool_position("python") for t in trajs]),
         response_len=torch.tensor([float(len(t.response_ids)) for t in trajs]),
     )
