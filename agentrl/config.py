@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentrl.errors import AgentRLError
 
@@ -49,9 +49,26 @@ class SFTConfig(Section):
     """Number of expert demonstrations generated from the train split."""
 
 
+class TreeConfig(Section):
+    """Tree-GRPO sampling (ALGORITHMS.md section 2); defaults are the paper's scripts (M=2, N=2, L=1, K=3)."""
+
+    trees: int = Field(2, ge=1)
+    """M: trees per prompt, each started from one full chain."""
+    expansions: int = Field(2, ge=1)
+    """N: nodes expanded per tree per iteration (drawn with replacement among the root and non-leaf nodes)."""
+    iterations: int = Field(1, ge=0)
+    """L: expansion rounds."""
+    keep: int = Field(3, ge=1)
+    """K: leaves kept per tree for training (at random; the rest are pruned)."""
+
+
 class RolloutConfig(Section):
+    sampler: Literal["chain", "tree"] = "chain"
+    """chain: group_size independent trajectories per prompt; tree: Tree-GRPO tree search (see rollout.tree)."""
+    tree: TreeConfig = TreeConfig()
+    """Tree-search settings (sampler: tree)."""
     group_size: int = Field(8, ge=1)
-    """G: trajectories sampled per prompt (GRPO group)."""
+    """G: trajectories sampled per prompt (GRPO group; chain sampler)."""
     prompts_per_step: int = Field(16, ge=1)
     """Prompts per RL step; a step trains on prompts_per_step * group_size trajectories."""
     max_turns: int = Field(3, ge=1)
@@ -149,6 +166,12 @@ class Config(Section):
     sandbox: SandboxConfig = SandboxConfig()
     run: RunConfig = RunConfig()
 
+    @model_validator(mode="after")
+    def _tree_advantage_needs_trees(self) -> Config:
+        if self.algo.advantage == "tree_grpo" and self.rollout.sampler != "tree":
+            raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
+        return self
+
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value), the value parsed as YAML (so 3 is int, [x] a list, true a bool)."""
@@ -191,8 +214,8 @@ def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{key}: {msg}")
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}" if key else msg)
     return "invalid config: " + "; ".join(lines)
 
 

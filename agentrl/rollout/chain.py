@@ -44,18 +44,19 @@ class StepGuard(Protocol):
 
 @dataclass
 class Branch:
-    """A trajectory in progress with its tools' states; `snapshots[j]` is the tools' state after step j."""
+    """A trajectory in progress with its tools' states; `snapshots[j]` is the tools' state after its step j."""
 
+    problem: Problem
     traj: Trajectory
     states: ToolStates
-    snapshots: list[dict[str, ToolState | str | None]] = field(default_factory=list)
+    snapshots: dict[int, dict[str, ToolState | str | None]] = field(default_factory=dict)
 
     def close(self) -> None:
-        for states in (self.states, *self.snapshots):
+        for states in (self.states, *self.snapshots.values()):
             for state in states.values():
                 if state is not None and state != REPLAY:
                     state.close()
-        self.snapshots = []
+        self.snapshots = {}
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -119,12 +120,16 @@ class AgentLoop:
     def start(self, problem: Problem, group_id: str, tree_id: str | None = None) -> Branch:
         prompt_ids = chat_prompt_ids(self.tokenizer, self.task.messages(problem))
         states = {name: tool.open_state() for name, tool in self.tools.items()}
-        return Branch(Trajectory(problem.id, group_id, prompt_ids, tree_id=tree_id), states)
+        return Branch(problem, Trajectory(problem.id, group_id, prompt_ids, tree_id=tree_id), states)
 
     def branch(self, parent: Branch, depth: int) -> Branch:
-        """A new branch sharing `parent`'s first `depth + 1` steps and its tools' state after them."""
-        traj = copy.copy(parent.traj)
-        traj.steps = [copy.copy(s) for s in parent.traj.steps[: depth + 1]]
+        """A new branch sharing `parent`'s first `depth + 1` steps and its tools' state after them (-1: the root)."""
+        if depth < 0:
+            return self.start(parent.problem, parent.traj.group_id, parent.traj.tree_id)
+        old = parent.traj
+        steps = [copy.copy(s) for s in old.steps[: depth + 1]]
+        penalty = sum(e.penalty for s in steps for e in s.guard)
+        traj = Trajectory(old.problem_id, old.group_id, old.prompt_ids, steps, penalty=penalty, tree_id=old.tree_id)
         traj.shared_steps = depth + 1
         states = {}
         for name, snap in parent.snapshots[depth].items():
@@ -132,7 +137,7 @@ class AgentLoop:
                 states[name] = self._replay(name, traj.steps)
             else:
                 states[name] = snap.fork() if snap is not None else None
-        return Branch(traj, states)
+        return Branch(parent.problem, traj, states)
 
     def advance(self, branches: Sequence[Branch], policy: Policy, snapshots: bool = False) -> None:
         """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step."""
@@ -189,7 +194,7 @@ class AgentLoop:
                 return
             self._feed_back(traj, step, result)
             if snapshots and not traj.done:
-                branch.snapshots.append(self._snapshot(branch.states))
+                branch.snapshots[len(traj.steps) - 1] = self._snapshot(branch.states)
         except Exception as exc:  # a bug in a tool or guard ends this trajectory, never the batch
             step.error = f"internal_error: {type(exc).__name__}: {exc}"
             traj.done = "error"

@@ -21,8 +21,9 @@ from agentrl.config import Config
 from agentrl.engines import HFEngine, SamplingParams
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
-from agentrl.rollout.chain import AgentLoop
-from agentrl.tasks import Task
+from agentrl.rollout.chain import AgentLoop, Policy
+from agentrl.rollout.tree import SamplingCost, sample_trees
+from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
 from agentrl.train.batch import collate, token_logprobs
 from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
@@ -52,6 +53,17 @@ def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict
     return {"pass@1": metrics["pass_rate"], **metrics}
 
 
+def sample(
+    loop: AgentLoop, problems: list[Problem], policy: Policy, cfg: Config, step: int
+) -> tuple[list[Trajectory], SamplingCost]:
+    """The step's training trajectories, by chain or tree sampling, and what sampling them cost."""
+    if cfg.rollout.sampler == "tree":
+        seed = cfg.train.seed * 1_000_003 + step
+        return sample_trees(loop, problems, policy, cfg.rollout.tree, seed, step_tag=f"{step}/")
+    trajs = loop.run(problems, cfg.rollout.group_size, policy, step_tag=f"{step}/")
+    return trajs, SamplingCost.of(trajs)
+
+
 def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
     rewards = torch.tensor([t.reward for t in trajs])
     turns = max(len(t.steps) for t in trajs)
@@ -61,6 +73,7 @@ def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
     return AdvantageInputs(
         rewards=rewards,
         group_ids=[t.group_id for t in trajs],
+        tree_ids=[t.tree_id for t in trajs] if all(t.tree_id for t in trajs) else None,
         response_mask=batch.response_mask,
         token_turn=batch.token_turn,
         format_errors=format_errors,
@@ -182,12 +195,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             start = time.perf_counter()
             picks = np.random.default_rng([cfg.train.seed, step]).choice(len(pool), cfg.rollout.prompts_per_step, False)
             model.eval()
-            trajs = loop.run(
-                [pool[i] for i in picks],
-                cfg.rollout.group_size,
-                loop.model_policy(engine, params),
-                step_tag=f"{step}/",
-            )
+            trajs, cost = sample(loop, [pool[i] for i in picks], loop.model_policy(engine, params), cfg, step)
             rollout_s = time.perf_counter() - start
             model.train()
             update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
@@ -195,6 +203,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                 "step": step,
                 "stage": "rl",
                 **rollout_metrics(trajs),
+                **cost.as_metrics(),
                 **update,
                 "rollout_s": rollout_s,
                 "seconds": time.perf_counter() - start,
