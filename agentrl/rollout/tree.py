@@ -38,6 +38,7 @@ class SamplingCost:
     def as_metrics(self) -> dict[str, float]:
         return {
             "leaves": float(self.leaves),
+            "sampled_tokens": float(self.generated_tokens),
             "leaves_per_1k_tokens": 1000.0 * self.leaves / max(self.generated_tokens, 1),
             "leaves_per_tool_call": self.leaves / max(self.tool_calls, 1),
         }

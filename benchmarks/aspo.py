@@ -1,0 +1,120 @@
+"""ASPO moves the first code call earlier: GRPO against GRPO+ASPO from the same SFT policy, same seeds.
+
+arith-python's demos always call code first, so there is nothing for ASPO to move. This benchmark derives
+`arith-python-preamble`: the same problems, verifier and sandbox, but half of the expert demonstrations restate
+the question in words before writing the code (the "talk first, code later" habit the ASPO paper studies).
+After SFT on those demos, both runs train from the same policy; the table shows the mean response-token
+position of the first code call (and the share of responses that talk first) over training, with pass rates.
+
+Run: `python benchmarks/aspo.py [--steps 30]` (about 15 min on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from agentrl.config import build_config
+from agentrl.tasks import BUNDLED_TASKS, load_task
+from agentrl.train.rundir import RunDir
+from agentrl.train.trainer import train
+
+TASK_PY = '''"""arith-python with half the demonstrations talking before they code (built by benchmarks/aspo.py)."""
+
+import importlib.util
+import zlib
+
+_spec = importlib.util.spec_from_file_location("arith_python_base", {base!r})
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+generate, verify = _base.generate, _base.verify
+
+
+def demo(problem: dict) -> list[str]:
+    messages = _base.demo(problem)
+    if zlib.crc32(problem["prompt"].encode()) % 2:
+        messages[0] = f"The question: {{problem['prompt']}} I will compute it in python.\\n" + messages[0]
+    return messages
+'''
+
+
+def make_task(root: Path) -> Path:
+    base = BUNDLED_TASKS / "arith-python"
+    spec = yaml.safe_load((base / "task.yaml").read_text())
+    spec["name"] = "arith-python-preamble"
+    spec["description"] = "arith-python; half the demos restate the question before the code (ASPO benchmark)."
+    spec["defaults"]["rollout"]["max_new_tokens"] = 64
+    folder = root / "arith-python-preamble"
+    folder.mkdir(parents=True)
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (folder / "task.py").write_text(TASK_PY.format(base=str(base / "task.py")))
+    return folder
+
+
+def talk_first_share(rundir: RunDir, step: int) -> float:
+    """Share of the step's responses with text before their first code fence."""
+    rows = [json.loads(line) for line in rundir.rollouts.read_text().splitlines()]
+    firsts = [r["steps"][0]["action_text"] for r in rows if r["step"] == step and r["steps"]]
+    return statistics.mean(float(not t.lstrip().startswith("```")) for t in firsts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--runs-dir", default="runs/bench-aspo")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config key=value")
+    args = parser.parse_args()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with tempfile.TemporaryDirectory() as tmp:
+        task = load_task(str(make_task(Path(tmp))))
+        common = [f"train.steps={args.steps}", f"run.runs_dir={args.runs_dir}", *args.overrides]
+
+        def run(*extra: str) -> RunDir:
+            cfg = build_config([{"task": str(task.root)}, task.spec.defaults], [*common, *extra])
+            rundir = RunDir.create(cfg, task.name)
+            train(cfg, task, rundir)
+            return rundir
+
+        base = run("train.steps=0", f"run.name=sft-{stamp}")
+        start = [f"model.path={base.sft_model}", "sft.steps=0"]
+        runs = {
+            "grpo": run(*start, f"run.name=grpo-{stamp}"),
+            "grpo+aspo": run(*start, "algo.shaping=[aspo]", f"run.name=aspo-{stamp}"),
+        }
+
+    window = max(1, args.steps // 5)
+    table = Table(title=f"first code position (response tokens) over training, mean of {window}-step windows")
+    table.add_column("steps")
+    for name in runs:
+        table.add_column(f"{name}: first code pos")
+        table.add_column(f"{name}: talk first")
+        table.add_column(f"{name}: pass rate")
+    metrics = {name: [m for m in r.read_metrics() if m["stage"] == "rl"] for name, r in runs.items()}
+    for lo in range(0, args.steps, window):
+        cells = [f"{lo + 1}-{min(lo + window, args.steps)}"]
+        for name, rows in metrics.items():
+            chunk = rows[lo : lo + window]
+            talk = statistics.mean(talk_first_share(runs[name], m["step"]) for m in chunk)
+            cells += [
+                f"{statistics.mean(m['first_code_pos'] for m in chunk):.1f}",
+                f"{talk:.2f}",
+                f"{statistics.mean(m['pass_rate'] for m in chunk):.3f}",
+            ]
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    for name, r in runs.items():
+        summary = json.loads(r.summary.read_text())
+        console.print(f"{name}: held-out pass@1 {summary['pass@1_before']:.3f} -> {summary['pass@1_after']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
