@@ -10,10 +10,9 @@ Medians over repeats (the machine is shared and noisy). Run: `python benchmarks/
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_time
 
 from agentrl.config import build_config
 from agentrl.engines import HFEngine, SamplingParams
@@ -23,15 +22,6 @@ from agentrl.tasks import load_task
 from agentrl.train.batch import collate
 from agentrl.train.trainer import rl_step
 from agentrl.trajectory import Step, Trajectory
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
