@@ -117,6 +117,9 @@ class TrainConfig(Section):
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping norm."""
+    micro_batch_tokens: int = Field(16384, ge=1)
+    """Padded tokens per forward pass in the update: rows are sorted by length into micro-batches (gradients
+    accumulate, so the result equals one pass over the minibatch); lower it to save memory."""
     seed: int = 0
     """Seeds the model, data order and sampling: the same seed gives the same run."""
     device: str = "cpu"

@@ -34,6 +34,39 @@ class TokenBatch:
     def num_model_tokens(self) -> int:
         return int(self.response_mask.sum().item())
 
+    @property
+    def lengths(self) -> torch.Tensor:
+        """[B] prompt + response length of each row."""
+        return self.attention_mask.sum(1)
+
+    def trim(self) -> TokenBatch:
+        """Drop the padding columns no row of this batch needs (rows padded for longer rows elsewhere)."""
+        width = max(int(self.lengths.max()), 2)
+        steps = max(int((self.token_turn >= 0).sum(1).max()), 1)
+        response = {f: getattr(self, f)[:, :steps] for f in RESPONSE_FIELDS}
+        return TokenBatch(
+            input_ids=self.input_ids[:, :width],
+            attention_mask=self.attention_mask[:, :width],
+            **response,
+            target_index=self.target_index[:, :steps].clamp(max=width - 2),
+        )
+
+    def micro_batches(self, rows: torch.Tensor, max_tokens: int) -> list[torch.Tensor]:
+        """`rows` split into micro-batches of similar length, each at most `max_tokens` padded tokens (or 1 row)."""
+        lengths, order = self.lengths[rows].sort(descending=True, stable=True)
+        groups: list[list[int]] = [[]]
+        width = 0
+        for row, length in zip(rows[order].tolist(), lengths.tolist(), strict=True):
+            if groups[-1] and (len(groups[-1]) + 1) * width > max_tokens:
+                groups.append([])
+            if not groups[-1]:
+                width = length  # the longest row of a micro-batch comes first and sets its padded width
+            groups[-1].append(row)
+        return [torch.tensor(g, dtype=torch.long, device=rows.device) for g in groups]
+
+
+RESPONSE_FIELDS = ("response_ids", "response_mask", "token_turn", "sampling_logprobs")
+
 
 def _pad(rows: Sequence[Sequence], value, dtype) -> torch.Tensor:
     width = max((len(r) for r in rows), default=0)
@@ -61,6 +94,16 @@ def collate(trajs: Sequence[Trajectory], pad_token_id: int) -> TokenBatch:
         token_turn=_pad([t.token_turn for t in trajs], -1, torch.long),
         sampling_logprobs=_pad([t.response_logprobs for t in trajs], 0.0, torch.float),
     )
+
+
+def batched_logprobs(model, batch: TokenBatch, max_tokens: int) -> torch.Tensor:
+    """`token_logprobs` of the whole batch ([B, T], no gradient), computed in length-sorted micro-batches."""
+    out = torch.zeros_like(batch.sampling_logprobs)
+    with torch.no_grad():
+        for rows in batch.micro_batches(torch.arange(len(out), device=out.device), max_tokens):
+            logp = token_logprobs(model, batch.select(rows).trim())
+            out[rows, : logp.shape[1]] = logp
+    return out
 
 
 def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False):

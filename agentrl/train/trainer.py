@@ -25,7 +25,7 @@ from agentrl.rollout.chain import AgentLoop, Policy
 from agentrl.rollout.tree import SamplingCost, sample_trees
 from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
-from agentrl.train.batch import collate, token_logprobs
+from agentrl.train.batch import batched_logprobs, collate, token_logprobs
 from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
 from agentrl.train.metrics import rollout_metrics
 from agentrl.train.rundir import RunDir
@@ -91,32 +91,40 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     advantages = compute_advantages(
         advantage_inputs(trajs, batch), cfg.algo.advantage, cfg.algo.shaping, **cfg.algo.params
     ).to(device)
-    with torch.no_grad():
-        old_logprobs = token_logprobs(model, batch)
-        ref_logprobs = token_logprobs(ref_model, batch) if ref_model is not None else None
+    budget = cfg.train.micro_batch_tokens
+    old_logprobs = batched_logprobs(model, batch, budget)
+    ref_logprobs = batched_logprobs(ref_model, batch, budget) if ref_model is not None else None
+    per_row = batch.response_mask.sum(1) if cfg.algo.loss_agg == "token-mean" else (batch.response_mask.sum(1) > 0)
     stats: dict[str, list[float]] = {}
     for _epoch in range(cfg.algo.ppo_epochs):
         order = torch.randperm(len(trajs), generator=gen)
         for rows in order.split(cfg.algo.minibatch_size):
-            mb = batch.select(rows.to(device))
-            logprobs, entropy = token_logprobs(model, mb, with_entropy=True)
-            loss, info = policy_loss(
-                logprobs,
-                old_logprobs[rows],
-                advantages[rows],
-                mb.response_mask,
-                clip_low=cfg.algo.clip_low,
-                clip_high=cfg.algo.clip_high,
-                agg=cfg.algo.loss_agg,
-                ref_logprobs=ref_logprobs[rows] if ref_logprobs is not None else None,
-                kl_coef=cfg.algo.kl_coef,
-                kl_type=cfg.algo.kl_type,
-                entropy=entropy.detach(),
-            )
+            rows = rows.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            info: dict[str, float] = {}
+            for micro in batch.micro_batches(rows, budget):
+                # the minibatch's loss is the weighted sum of its micro-batches' losses, whatever the aggregation
+                weight = float(per_row[micro].sum() / per_row[rows].sum().clamp_min(1))
+                mb = batch.select(micro).trim()
+                width = mb.response_ids.shape[1]
+                logprobs, entropy = token_logprobs(model, mb, with_entropy=True)
+                loss, micro_info = policy_loss(
+                    logprobs,
+                    old_logprobs[micro, :width],
+                    advantages[micro, :width],
+                    mb.response_mask,
+                    clip_low=cfg.algo.clip_low,
+                    clip_high=cfg.algo.clip_high,
+                    agg=cfg.algo.loss_agg,
+                    ref_logprobs=ref_logprobs[micro, :width] if ref_logprobs is not None else None,
+                    kl_coef=cfg.algo.kl_coef,
+                    kl_type=cfg.algo.kl_type,
+                    entropy=entropy.detach(),
+                )
+                (loss * weight).backward()
+                for key, value in micro_info.items():
+                    info[key] = info.get(key, 0.0) + weight * value
             info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
-            info["loss"] = loss.item()
             for key, value in info.items():
                 stats.setdefault(key, []).append(float(value))
             optimizer.step()
