@@ -29,6 +29,9 @@ def _sandbox_app() -> typer.Typer:
 
 
 app.add_typer(_sandbox_app(), name="sandbox", help="Check and use the code sandbox.")
+from agentrl.guard.cli import app as guard_app  # noqa: E402
+
+app.add_typer(guard_app, name="guard", help="Guardrails: policies, audits, the benchmark.")
 
 
 @app.callback()

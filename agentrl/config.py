@@ -150,6 +150,54 @@ class SandboxConfig(Section):
     """Address-space limit of the kernel in MiB."""
 
 
+class GuardConfig(Section):
+    """Guardrails (agentrl.guard): the task's `policies:` checked on every tool call, output and answer."""
+
+    enabled: bool = True
+    """Check steps against the task's policies (a task without policies runs no guard either way)."""
+    fail_mode: Literal["open", "closed"] = "open"
+    """When a checker raises: open records the error and lets the step through; closed blocks it."""
+    penalty: float = Field(0.5, ge=0)
+    """Reward subtracted per violation of a `penalize` policy that sets no `penalty:` of its own."""
+    model: str | None = None
+    """Learned-checker model directory (from `agentrl guard train`, or any transformers sequence-classification
+    directory) for `learned` policies that name none."""
+
+
+class VerlConfig(Section):
+    """`agentrl train --backend verl`: verl's trainer on a Ray cluster (agentrl.backends). Every other section keeps
+    its meaning and is translated into verl's Hydra config; these settings exist only on verl."""
+
+    python: str | None = None
+    """Interpreter that has verl (the [verl] extra); default $AGENTRL_VERL_PYTHON, else .venv-verl/bin/python if
+    present, else this one."""
+    nnodes: int = Field(1, ge=1)
+    """Machines of the Ray cluster that train and serve rollouts."""
+    gpus_per_node: int = Field(1, ge=1)
+    """GPUs used on each machine."""
+    rollout_engine: Literal["vllm", "sglang"] = "vllm"
+    """verl's rollout server."""
+    tensor_parallel: int = Field(1, ge=1)
+    """GPUs per rollout server (tensor parallelism)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    """Share of each GPU's memory the rollout server takes (weights + KV cache)."""
+    strategy: Literal["fsdp", "fsdp2"] = "fsdp"
+    """verl's training engine."""
+    trainer_mode: Literal["sync", "colocate_async", "separate_async"] = "sync"
+    """verl v1 trainer mode; agentrl runs it as `agentrl_<mode>`, which hands tree and turn structure to the
+    estimators."""
+    agent_workers: int = Field(8, ge=1)
+    """verl agent-loop workers (Ray actors), each running many of agentrl's trajectories at once."""
+    loop_threads: int = Field(256, ge=1)
+    """Trajectories one agent-loop worker advances at once (each holds a thread while it waits for the model)."""
+    max_tokens_per_gpu: int = Field(16384, ge=256)
+    """Tokens per GPU in one forward/backward micro-batch (verl's dynamic batch size)."""
+    logger: list[str] = ["console"]
+    """verl's trainer loggers: console, wandb, tensorboard, mlflow..."""
+    overrides: dict[str, Any] = {}
+    """Any verl Hydra setting, applied last (they win): `--set verl.overrides.trainer.save_freq=5`."""
+
+
 class RunConfig(Section):
     name: str | None = None
     """Run name; the run directory is runs_dir/name (default: task name + time)."""
@@ -168,6 +216,8 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     sandbox: SandboxConfig = SandboxConfig()
     run: RunConfig = RunConfig()
+    guard: GuardConfig = GuardConfig()
+    verl: VerlConfig = VerlConfig()
 
     @model_validator(mode="after")
     def _tree_advantage_needs_trees(self) -> Config:

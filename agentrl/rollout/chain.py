@@ -9,11 +9,10 @@ A guard (optional) checks each tool call before it runs and each observation or 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from agentrl.config import RolloutConfig
@@ -127,7 +126,7 @@ class AgentLoop:
         if depth < 0:
             return self.start(parent.problem, parent.traj.group_id, parent.traj.tree_id)
         old = parent.traj
-        steps = [copy.copy(s) for s in old.steps[: depth + 1]]
+        steps = [replace(s, guard=list(s.guard)) for s in old.steps[: depth + 1]]
         penalty = sum(e.penalty for s in steps for e in s.guard)
         traj = Trajectory(old.problem_id, old.group_id, old.prompt_ids, steps, penalty=penalty, tree_id=old.tree_id)
         traj.shared_steps = depth + 1

@@ -19,6 +19,7 @@ import torch
 from agentrl.algos import AdvantageInputs, compute_advantages, policy_loss
 from agentrl.config import Config
 from agentrl.engines import HFEngine, SamplingParams
+from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
 from agentrl.rollout.chain import AgentLoop, Policy
@@ -50,7 +51,7 @@ def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict
     params = SamplingParams(cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature)
     trajs = loop.run(problems, cfg.eval.samples, loop.model_policy(engine, params), step_tag="eval/")
     metrics = rollout_metrics(trajs)
-    return {"pass@1": metrics["pass_rate"], **metrics}
+    return {"pass@1": metrics["pass_rate"], **metrics, **guard_metrics(trajs)}
 
 
 def sample(
@@ -150,7 +151,8 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device)
             state, extra = {"step": 0, "eval_before": None}, None
         engine = HFEngine(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, cfg.model.max_length, cfg.train.seed)
-        loop = AgentLoop(task, tokenizer, build_tools(task, cfg, stack), cfg.rollout, cfg.model.max_length)
+        tools = build_tools(task, cfg, stack)
+        loop = AgentLoop(task, tokenizer, tools, cfg.rollout, cfg.model.max_length, guard=build_guard(task, cfg))
         stack.callback(loop.pool.shutdown)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         if extra is not None:
@@ -211,6 +213,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                 "step": step,
                 "stage": "rl",
                 **rollout_metrics(trajs),
+                **guard_metrics(trajs),
                 **cost.as_metrics(),
                 **update,
                 "rollout_s": rollout_s,
