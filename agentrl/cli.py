@@ -5,7 +5,9 @@ Errors a user can cause print as one line (`--debug` shows the traceback).
 
 from __future__ import annotations
 
+import shlex
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,7 @@ from rich.console import Console
 from agentrl.errors import AgentRLError
 
 app = typer.Typer(help="RL post-training of tool-using LLM agents.", no_args_is_help=True, add_completion=False)
-tasks_app = typer.Typer(help="List and inspect tasks.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Write, check and list tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 console = Console(stderr=True)
 STATE = {"debug": False}
@@ -39,19 +41,13 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")
     STATE["debug"] = debug
 
 
-def resolve_config(task: str, config: Path | None, overrides: list[str]):
-    from agentrl.config import build_config, read_yaml
-    from agentrl.tasks import load_task
-
-    loaded = load_task(task)
-    layers = [{"task": task}, loaded.spec.defaults]
-    if config is not None:
-        layers.append(read_yaml(config))
-    return build_config(layers, overrides), loaded
-
-
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a config key: --set train.steps=10.")]
+
+
+class Backend(StrEnum):
+    local = "local"
+    verl = "verl"
 
 
 @app.command()
@@ -70,17 +66,32 @@ def train(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bar.")] = False,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="local: this machine. verl: verl's trainer on the current Ray cluster (pip extra: verl); "
+            "with --dry-run, print verl's config and the launch command.",
+        ),
+    ] = "local",
 ) -> None:
     """Train a policy on TASK: cold-start SFT on expert demonstrations, then RL; prints pass@1 before and after."""
     from agentrl.config import config_to_yaml
+    from agentrl.tasks import task_config
     from agentrl.train.progress import progress_hooks
     from agentrl.train.rundir import RunDir
     from agentrl.train.trainer import train as run_training
 
-    cfg, loaded = resolve_config(task, config, set_ or [])
+    cfg, loaded = task_config(task, config, set_ or [])
     if resume:
         run = RunDir.find(cfg, loaded.name)
         cfg = run.saved_config(set_ or [])
+    if backend == Backend.verl:
+        from agentrl.backends.verl_launch import train_on_verl
+
+        run_dir = run.path if resume else None if dry_run else RunDir.create(cfg, loaded.name).path
+        train_on_verl(cfg, loaded, run_dir, dry_run=dry_run, resume=resume, echo=typer.echo, log=console.print)
+        return
     if dry_run:
         typer.echo(config_to_yaml(cfg), nl=False)
         return
@@ -94,17 +105,169 @@ def train(
     )
 
 
+def _parse_k(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise AgentRLError(f"--k {text!r}: expected comma-separated integers, e.g. --k 1,2,4,8,16") from None
+
+
+@app.command("eval")
+def eval_(
+    task: Annotated[str | None, typer.Argument(help="Bundled task name or task folder (omit with --suite).")] = None,
+    compared: Annotated[
+        list[str] | None, typer.Argument(help="With --compare: the models or checkpoints to compare.")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A transformers model dir, a run dir runs/NAME (newest checkpoint), "
+            "or runs/NAME/sft_model (before RL). Repeat to compare.",
+        ),
+    ] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Compare the models given after TASK side by side: --compare A B ...")
+    ] = False,
+    n: Annotated[int | None, typer.Option("--n", help="Samples per problem (default 16).")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="k of pass@k, comma-separated (default 1,2,4,8,16).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Problem split: test (default) or train.")] = None,
+    problems: Annotated[
+        int | None, typer.Option("--problems", help="Problems per task (default: the config's eval.problems).")
+    ] = None,
+    no_tools: Annotated[
+        bool, typer.Option("--no-tools", help="Text-only baseline: no tools, one turn; a tool call is not run.")
+    ] = False,
+    tools_ablation: Annotated[
+        bool, typer.Option("--tools-ablation", help="Evaluate every model both with and without tools.")
+    ] = False,
+    suite: Annotated[Path | None, typer.Option("--suite", help="An eval suite file, e.g. evals/X.yaml.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output dir (default: runs/NAME/eval for a run, else runs/eval-TASK-TIME)."),
+    ] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Problems sampled together in one batch.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bar.")] = False,
+) -> None:
+    """Sample n trajectories per problem, score them, and report pass@k with bootstrap CIs (json, md, html).
+
+    Re-running the same command resumes: samples already in the output dir's samples.jsonl are skipped."""
+    from agentrl.evals.progress import eval_progress
+    from agentrl.evals.report import summary_lines
+    from agentrl.evals.runner import run_eval
+    from agentrl.evals.spec import spec_from_options
+
+    if compared and not compare:
+        raise AgentRLError(f"unexpected arguments {' '.join(compared)}: to compare models, write --compare A B ...")
+    if no_tools and tools_ablation:
+        raise AgentRLError("--no-tools and --tools-ablation exclude each other: pick one")
+    models = [*(model or []), *(compared or [])]
+    if compare and len(models) < 2:
+        raise AgentRLError("--compare needs at least two models: --compare A B ...")
+    options = {
+        "tasks": [task] if task else None,
+        "models": models or None,
+        "n": n,
+        "k": _parse_k(k),
+        "split": split,
+        "problems": problems,
+        "tools": [False] if no_tools else [True, False] if tools_ablation else None,
+        "out": str(out) if out else None,
+        "batch": batch,
+        "config": str(config) if config else None,
+        "set": set_ or None,
+    }
+    spec = spec_from_options(suite, options)
+    valued = {"--suite": suite, "--n": n, "--k": k, "--split": split, "--problems": problems, "--batch": batch}
+    valued |= {"--out": out, "--config": config}
+    command = [
+        *([task] if task else []),
+        *(["--compare", *compared] if compare else []),
+        *[arg for m in model or [] for arg in ("--model", m)],
+        *[arg for flag, value in valued.items() if value is not None for arg in (flag, str(value))],
+        *(["--no-tools"] if no_tools else []),
+        *(["--tools-ablation"] if tools_ablation else []),
+        *[arg for item in set_ or [] for arg in ("--set", item)],
+    ]
+    try:
+        with eval_progress(quiet, console) as hooks:
+            out_dir, report = run_eval(spec, hooks, command=shlex.join(["agentrl", "eval", *command]))
+    except KeyboardInterrupt:
+        console.print(
+            "interrupted: the finished batches are stored; run the same command again to continue", soft_wrap=True
+        )
+        raise typer.Exit(130) from None
+    for line in summary_lines(report):
+        typer.echo(line)
+    typer.echo(f"report: {out_dir / 'report.html'} (also report.md, report.json)")
+
+
 @tasks_app.command("list")
-def tasks_list() -> None:
-    """Show the bundled tasks."""
+def tasks_list(
+    folders: Annotated[
+        list[Path] | None, typer.Argument(help="Folders holding task folders (default: the bundled tasks).")
+    ] = None,
+) -> None:
+    """Show the tasks in FOLDERS (default: the bundled tasks), read from their task.yaml."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from agentrl.tasks import list_tasks
+    from agentrl.task_authoring import find_tasks
 
-    table = Table("task", "tools", "format", "description")
-    for t in list_tasks():
-        table.add_row(t.name, ", ".join(t.spec.tools), t.spec.format, t.spec.description)
+    show_folder = bool(folders)  # bundled tasks live in tasks/NAME: the folder says nothing new
+    table = Table("task", *(["folder"] if show_folder else []), "tools", "format", "policies", "description")
+    for column in table.columns:
+        column.overflow = "fold"  # names, paths and problems are copied into commands: never cut them
+    for entry in find_tasks(folders):
+        where = [entry.shown_folder] if show_folder else []
+        if entry.spec is None:
+            table.add_row(entry.folder.name, *where, "", "", "", f"[red]{escape(entry.problem)}[/]")
+            continue
+        spec = entry.spec
+        note = f" [red]({escape(entry.problem)})[/]" if entry.problem else ""
+        row = [", ".join(spec.tools), spec.format, str(len(spec.policies)), escape(spec.description) + note]
+        table.add_row(spec.name, *where, *row)
     Console().print(table)
+
+
+@tasks_app.command("new")
+def tasks_new(
+    name: Annotated[str, typer.Argument(help="Task name: lowercase letters, digits, '-' and '_'.")],
+    folder: Annotated[Path, typer.Option("--dir", help="Folder to create the task folder in.")] = Path("."),
+    reasoning_gym: Annotated[
+        str | None,
+        typer.Option("--reasoning-gym", help="Wrap this reasoning-gym dataset (e.g. count_bits) instead."),
+    ] = None,
+) -> None:
+    """Scaffold a commented task folder (task.yaml + task.py) that validates and trains as it stands."""
+    from agentrl.task_authoring import scaffold_task
+
+    root = scaffold_task(name, folder, reasoning_gym=reasoning_gym)
+    typer.echo(f"created {root}/task.yaml and {root}/task.py (a small working task: edit it into yours)")
+    typer.echo(f"next: agentrl tasks validate {root}")
+    typer.echo(f"then: agentrl train {root}")
+
+
+@tasks_app.command("validate")
+def tasks_validate(
+    path: Annotated[str, typer.Argument(help="Task folder (or its task.yaml), or a bundled task's name.")],
+    problems: Annotated[int, typer.Option("--problems", "-n", help="Problems to generate, verify and roll out.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed passed to generate().")] = 0,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+) -> None:
+    """Check a task: task.yaml schema (file, line, key), task.py, generate(), verify(), tools, expert demos
+    through the real tools, policies, and dry rollouts with scripted policies. Exits 1 when a check fails."""
+    from agentrl.task_authoring import validate_task
+
+    report = validate_task(path, problems=problems, seed=seed)
+    typer.echo(report.text())
+    if not report.ok or (strict and report.warnings):
+        raise typer.Exit(1)
 
 
 def run() -> None:

