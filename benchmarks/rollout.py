@@ -17,7 +17,7 @@ import math
 from contextlib import ExitStack
 
 import torch
-from timing import median_time
+from timing import median_time, plain_generate
 
 from agentrl.config import build_config
 from agentrl.engines import HFEngine, SamplingParams
@@ -69,22 +69,7 @@ def main() -> None:
 
     per_seq = math.ceil(tokens / n_seq)
     prompts = [chat_prompt_ids(tok, task.messages(p)) for p in problems for _ in range(args.group)]
-    width = max(map(len, prompts))
-    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
-    mask = (ids != tok.pad_token_id).long()
-
-    def plain():
-        with torch.inference_mode():
-            model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=True,
-                max_new_tokens=per_seq,
-                min_new_tokens=per_seq,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=None,
-            )
-
+    plain = plain_generate(model, prompts, tok.pad_token_id, per_seq)
     plain()
     t_plain = median_time(plain, args.repeats)
     plain_tokens = per_seq * n_seq

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import median_time
+from timing import median_time, plain_generate
 
 from agentrl.config import build_config
 from agentrl.engines import HFEngine, SamplingParams
@@ -43,22 +43,7 @@ def main() -> None:
         gens = engine.generate(prompts, SamplingParams(max_new_tokens=n_new))
         assert all(len(g.token_ids) == n_new for g in gens)
 
-    width = max(map(len, prompts))
-    ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
-    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
-
-    def plain():
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=True,
-                max_new_tokens=n_new,
-                min_new_tokens=n_new,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=None,
-            )
-        assert out.shape[1] == width + n_new
+    plain = plain_generate(model, prompts, tok.pad_token_id, n_new)
 
     ours()
     plain()  # warm-up
