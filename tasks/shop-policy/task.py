@@ -87,7 +87,9 @@ const SALT = %s;
 const cart = () => JSON.parse(localStorage.getItem('cart') || '[]');
 const PRODUCTS = %s;
 function add(sku) { localStorage.setItem('cart', JSON.stringify([...cart(), sku])); location.href = '/cart'; }
-function removeAt(i) { const c = cart(); c.splice(i, 1); localStorage.setItem('cart', JSON.stringify(c)); location.reload(); }
+function removeAt(i) {
+  const c = cart(); c.splice(i, 1); localStorage.setItem('cart', JSON.stringify(c)); location.reload();
+}
 function checksum(s) {
   let h = 2166136261;
   for (const ch of SALT + s) { h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0; }
