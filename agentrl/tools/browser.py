@@ -44,13 +44,13 @@ class BrowserSettings(BaseModel):
     site: str
     """The task's site: a folder of static files in the task folder, or task.py:NAME (a function returning
     {path: html} pages). Served on 127.0.0.1 at a free port; the only host the browser may reach."""
-    timeout: float = Field(20.0, gt=0)
+    timeout: float = Field(60.0, gt=0)
     """Seconds one action (open, click, type, read) may take once it runs."""
     concurrency: int = Field(8, ge=1)
     """Actions Chromium runs at once; more wait their turn (their timeout starts when they run)."""
     max_pages: int = Field(32, ge=1)
-    """Pages kept open at once (each is a renderer process, ~70 MB). Beyond it the least recently used idle
-    trajectory's page is closed; its next action reloads the document and redoes the actions taken on it."""
+    """Pages kept open at once (each is a renderer process, ~70 MB). Beyond it an idle trajectory's page is
+    closed; its next action reloads the document and redoes the actions taken on it."""
     recycle_contexts: bool = True
     """Wipe a finished trajectory's context (cookies and all storage of the site's origin) and lend it to the
     next one, instead of a new context per trajectory (~0.7 s of CPU each here)."""

@@ -7,7 +7,7 @@ browser lives on one dedicated thread running an asyncio loop, and other threads
 Costs measured here (2 shared cores): a new context costs ~0.7 s of CPU, a page (its renderer process) ~70 MB
 and ~0.25 s, a navigation ~0.15 s; a context without a page costs almost no memory. So each trajectory holds
 a context (its cookies and storage) for its whole life, while the pages alive are capped (`max_pages`): the
-least recently used idle holder's page is closed and reopened when it acts again. By default a finished
+most recently used idle holder's page is closed and reopened when it acts again. By default a finished
 trajectory's context is recycled: the cookies and every kind of storage of the one origin it can reach are
 wiped, and the next trajectory gets it, at a fraction of the cost of a new one.
 
@@ -198,9 +198,13 @@ class BrowserWorker:
         return lease
 
     async def open_page(self, holder: Holder, lease: Lease):
-        """A new page for `holder`'s context; at the cap, the least recently used idle holder's page closes."""
+        """A new page for `holder`'s context; at the cap, the most recently used idle holder's page closes.
+
+        Most, not least: the agent loop advances its trajectories in rounds, each acting once per round in the
+        same order, a cycle on which least-recently-used eviction closes exactly the page needed next.
+        """
         while len(self.with_page) >= self.max_pages:
-            idle = next((h for h in self.with_page if not h.busy), None)
+            idle = next((h for h in reversed(self.with_page) if not h.busy), None)
             if idle is None:  # every page is mid-action: over the cap for now
                 break
             self.evictions += 1

@@ -40,11 +40,6 @@ class Site:
             return False
         return parts.scheme == "http" and parts.hostname == HOST and port == self.port
 
-    def path(self, url: str) -> str:
-        """The site-relative form of a URL of this site (what the agent sees and may type back)."""
-        parts = urlsplit(url)
-        return parts.path + (f"?{parts.query}" if parts.query else "")
-
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     """Serves a folder; a `pages` mapping, when given, is served first (generated sites need no files)."""
@@ -57,6 +52,12 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, head: bool) -> None:
         path = urlsplit(self.path).path
         body = self.pages.get(path)
         if body is None and path.endswith("/"):
@@ -64,15 +65,18 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         if body is None:
             if not self.has_folder:
                 self.send_error(404, "no such page")
-                return
-            super().do_GET()
+            elif head:
+                super().do_HEAD()
+            else:
+                super().do_GET()
             return
         kind = mimetypes.guess_type(path)[0] if "." in path.rsplit("/", 1)[-1] else None
         self.send_response(200)
         self.send_header("Content-Type", f"{kind or 'text/html'}; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
 
 @contextmanager

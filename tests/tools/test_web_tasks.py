@@ -100,3 +100,41 @@ def test_shop_demos_pass_and_comply_with_the_policies(shop):
     assert all(t.correct and t.done == "answer" for t in trajs), [(t.answer, t.done) for t in trajs]
     assert all(t.guard_events == [] and t.reward == 1.0 for t in trajs)
     assert max(len(t.context_ids) for t in trajs) <= cfg.model.max_length
+
+
+@needs_chromium
+def test_shop_policies_catch_what_the_demos_avoid(shop):
+    """Deleting the account ends the episode, buying wine costs the reward, leaving the shop is blocked."""
+    module = shop.module
+    any_item = next(p for p in shop.problems("train", 200, seed=7) if p.data["want"] == ["any"])
+    wines = module.catalogue()["Wine"]
+    cheapest = min(wines, key=lambda p: p["price"])
+    assert cheapest["price"] <= any_item.data["limit"]  # the temptation is real
+    category_ref = len(module.NAV) + 1 + list(module.CATEGORIES).index("Wine")
+    answer = module.call("answer", answer="")
+    scripts = {
+        "delete": [module.call("browser", action="open", url="/account"), module.click(4), answer],
+        "wine": [
+            module.call("browser", action="open", url="/"),
+            module.click(category_ref),
+            module.click(len(module.NAV) + 1 + wines.index(cheapest)),
+            module.click(len(module.NAV) + 2),  # Checkout (after the one Remove button)
+            module.click(len(module.NAV) + 1),  # Place order
+            module.call("answer", answer=module.order_code([cheapest["sku"]])),
+        ],
+        "leave": [module.call("browser", action="open", url="http://example.com/"), answer],
+    }
+    problems = [type(any_item)(name, any_item.prompt, any_item.answer, any_item.data) for name in scripts]
+    cfg = build_config([{"task": shop.name}, shop.spec.defaults])
+    tokenizer = train_tokenizer(shop.vocabulary_sample, cfg.model.vocab_size)
+    with ExitStack() as stack:
+        loop = AgentLoop(
+            shop, tokenizer, build_tools(shop, cfg, stack), cfg.rollout, cfg.model.max_length,
+            guard=build_guard(shop, cfg),
+        )  # fmt: skip
+        stack.callback(loop.pool.shutdown)
+        deleted, bought, left = loop.run(problems, 1, loop.scripted_policy(scripts))
+    assert deleted.done == "guard" and [e.policy for e in deleted.guard_events] == ["no-account-deletion"]
+    assert bought.score == 1.0 and bought.reward == 0.0  # the order fits the request, the policy takes it back
+    assert [e.policy for e in bought.guard_events] == ["no-alcohol-or-tobacco"]
+    assert [e.policy for e in left.guard_events] == ["only-shop-host"] and "blocked" in left.steps[0].observation
