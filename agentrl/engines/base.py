@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,8 +41,15 @@ class Engine(Protocol):
     """Seeds sampling; checkpointed with the run so a resumed run samples what an unbroken one would."""
 
     def generate(
-        self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
-    ) -> list[Generation]: ...
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        stop: StopRule | None = None,
+        keys: Sequence[Hashable] | None = None,
+    ) -> list[Generation]:
+        """One generation per prompt. `keys` name the conversation each prompt continues (a prompt that extends an
+        earlier one of the same key may reuse its computed prefix; an engine may ignore them)."""
+        ...
 
     def sync_weights(self, model) -> float:
         """Load the trainer's current weights (after an update); returns the seconds it took."""

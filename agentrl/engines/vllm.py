@@ -21,7 +21,7 @@ import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,13 @@ class VLLMEngine:
     # --- generation ---
 
     def generate(
-        self, prompts: Sequence[list[int]], params: SamplingParams, stop: StopRule | None = None
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        stop: StopRule | None = None,
+        keys: Sequence[Hashable] | None = None,
     ) -> list[Generation]:
+        """`keys` are not needed: vLLM's prefix cache finds a conversation's earlier turns by their tokens."""
         out = [Generation([], [], "length") for _ in prompts]
         budget = [max(0, min(params.max_new_tokens, self.max_length - len(p))) for p in prompts]
         stop_ids = sorted(self.eos | (stop.trigger_ids if stop is not None else frozenset()))

@@ -86,7 +86,10 @@ class AgentLoop:
         )
 
     def model_policy(self, engine: Engine, params: SamplingParams) -> Policy:
-        return lambda trajs: engine.generate([t.context_ids for t in trajs], params, self.stop_rule)
+        # each trajectory object names its conversation: the engine may reuse its earlier turns' prefill
+        return lambda trajs: engine.generate(
+            [t.context_ids for t in trajs], params, self.stop_rule, [id(t) for t in trajs]
+        )
 
     def scripted_policy(self, messages: dict[str, list[str]]) -> Policy:
         """Replays fixed assistant messages (by problem id): expert demonstrations through the real loop."""
@@ -153,8 +156,12 @@ class AgentLoop:
         In this thread: verifiers such as math-verify use signal-based timeouts, which only the main thread has.
         """
         by_id = {p.id: p for p in problems}
+        scores: dict[tuple[str, str | None], float] = {}  # a group often repeats an answer: verify it once
         for t in trajs:
-            t.score = self.task.verify(by_id[t.problem_id], t.answer)
+            key = (t.problem_id, t.answer)
+            if key not in scores:
+                scores[key] = self.task.verify(by_id[t.problem_id], t.answer)
+            t.score = scores[key]
             t.reward = t.score - t.penalty
 
     def _take_message(self, traj: Trajectory, gen: Generation) -> ToolCall | ParseError | None:
