@@ -72,36 +72,62 @@ class HFEngine:
             return None
         return kept
 
-    def _first_input(self, prompts: Sequence[list[int]], keys: Sequence[Hashable | None]):
-        """The first forward's inputs: each row's kept prefix goes in the cache, the rest of its prompt is fed.
+    def _prefill(self, prompts: Sequence[list[int]], keys: Sequence[Hashable | None]):
+        """Feed every row's prompt (after its kept prefix); return the last logits, cache, mask and next positions.
 
-        Layout per row: [pad | kept prefix][pad | new tokens], both parts left-padded to the batch's widest;
-        the attention mask zeroes the pads and positions count real tokens only, so holes change nothing.
+        Rows are prefilled in groups of similar length, then merged into one batch: one long observation
+        would otherwise pad every row of the batch to its length.
         """
         kept = [self._reusable(p, k) for p, k in zip(prompts, keys, strict=True)]
         self._kept = {}
         cached = [len(k.ids) if k else 0 for k in kept]
         fresh = [p[c:] for p, c in zip(prompts, cached, strict=True)]
-        batch, width_c, width = len(prompts), max(cached), max(map(len, fresh))
-        ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((batch, width_c + width), dtype=torch.long)
-        for row, (tokens, c) in enumerate(zip(fresh, cached, strict=True)):
-            ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-            mask[row, width_c - c : width_c] = 1
-            mask[row, width_c + width - len(tokens) :] = 1
+        groups = prefill_groups([len(f) for f in fresh])
+        if len(groups) == 1:  # one forward, in the batch's own order: nothing to merge
+            logits, cache, mask = self._prefill_group(list(range(len(fresh))), kept, fresh)
+            return logits, cache, mask, mask.sum(-1, keepdim=True)
+        parts = [self._prefill_group(g, kept, fresh) for g in groups]
+        order = torch.tensor([row for g in groups for row in g])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        inverse = inverse.to(self.device)
+        width = max(m.shape[1] for _, _, m in parts)
+        logits = torch.cat([lg for lg, _, _ in parts])[inverse]
+        mask = torch.cat([_left_pad(m, width) for _, _, m in parts])[inverse]
+        layers = []
+        for i in range(len(parts[0][1].layers)):
+            k, v = ([_left_pad(getattr(c.layers[i], name), width) for _, c, _ in parts] for name in ("keys", "values"))
+            layers.append((torch.cat(k)[inverse], torch.cat(v)[inverse]))
+        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        return logits, cache, mask, mask.sum(-1, keepdim=True)
+
+    def _prefill_group(self, rows: list[int], kept: list[_KeptPrefix | None], fresh: list[list[int]]):
+        """One forward over `rows`: layout per row [pad | kept prefix][pad | new tokens], pads masked out and
+        positions counting real tokens only, so the holes change nothing."""
+        cached = [len(kept[r].ids) if kept[r] else 0 for r in rows]
+        width_c, width = max(cached), max(len(fresh[r]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width_c + width), dtype=torch.long)
+        for i, (r, c) in enumerate(zip(rows, cached, strict=True)):
+            ids[i, width - len(fresh[r]) :] = torch.tensor(fresh[r], dtype=torch.long)
+            mask[i, width_c - c : width_c] = 1
+            mask[i, width_c + width - len(fresh[r]) :] = 1
         cache = None
         if width_c:
+            first = next(kept[r] for r in rows if kept[r])
             layers = []
-            for layer, (k0, v0) in enumerate(next(k for k in kept if k).kv):
-                batch_k, batch_v = (t.new_zeros((batch, t.shape[0], width_c, t.shape[-1])) for t in (k0, v0))
-                for row, k in enumerate(kept):
-                    if k:
-                        batch_k[row, :, width_c - cached[row] :] = k.kv[layer][0]
-                        batch_v[row, :, width_c - cached[row] :] = k.kv[layer][1]
-                layers.append((batch_k, batch_v))
+            for layer, pair in enumerate(first.kv):
+                batch_kv = [t.new_zeros((len(rows), t.shape[0], width_c, t.shape[-1])) for t in pair]
+                for i, (r, c) in enumerate(zip(rows, cached, strict=True)):
+                    for j in (0, 1):
+                        if c:
+                            batch_kv[j][i, :, width_c - c :] = kept[r].kv[layer][j]
+                layers.append(tuple(batch_kv))
             cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
-        return ids.to(self.device), mask.to(self.device), positions.to(self.device), cache
+        result = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+        return result.logits[:, -1, :], result.cache, mask
 
     def _keep(self, key: Hashable, cache: DynamicCache, row: int, row_mask: torch.Tensor, ids: list[int]) -> None:
         """Keep a row's keys and values for `ids` (its prompt and all but its last generated token)."""
@@ -117,43 +143,81 @@ class HFEngine:
         stop: StopRule | None = None,
         keys: Sequence[Hashable] | None = None,
     ) -> list[Generation]:
+        """Decode all rows in lockstep; finished rows leave the batch once they are a quarter of it (so a few long
+        rows do not drag the whole batch's compute along)."""
         if not prompts:
             return []
-        device = self.device
-        batch = len(prompts)
-        keys = list(keys) if keys is not None else [None] * batch
+        keys = list(keys) if keys is not None else [None] * len(prompts)
         budget = [max(0, min(params.max_new_tokens, self.max_length - len(p))) for p in prompts]
-        step_ids, mask, step_pos, cache = self._first_input(prompts, keys)
         out = [Generation([], [], "length") for _ in prompts]
-        active = [b > 0 for b in budget]
-        eos = self.eos.to(device)
-        for _ in range(max(budget)):
-            if not any(active):
-                break
-            result = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, cache=cache, use_cache=True
-            )
-            cache, cached_mask = result.cache, mask
-            token, logp = self._sample(result.logits[:, -1, :], params)
-            is_eos = torch.isin(token, eos).tolist()
-            tokens, logps = token.tolist(), logp.tolist()
-            fed = list(active)  # the tokens fed next are real for the rows active now
-            for row in range(batch):
-                if not active[row]:
+        live = [row for row, b in enumerate(budget) if b > 0]  # batch position -> row
+        if not live:
+            return out
+        logits, cache, mask, positions = self._prefill([prompts[r] for r in live], [keys[r] for r in live])
+        eos = self.eos.to(self.device)
+        going = [True] * len(live)
+        while True:
+            token, logp = self._sample(logits, params)
+            is_eos, tokens, logps = torch.isin(token, eos).tolist(), token.tolist(), logp.tolist()
+            for i, row in enumerate(live):
+                if not going[i]:
                     continue
                 gen = out[row]
-                gen.token_ids.append(tokens[row])
-                gen.logprobs.append(logps[row])
-                if is_eos[row]:
-                    gen.finish_reason, active[row] = "eos", False
-                elif stop is not None and tokens[row] in stop.trigger_ids and stop.check(gen.token_ids):
-                    gen.finish_reason, active[row] = "stop", False
-                elif len(gen.token_ids) >= budget[row]:
-                    active[row] = False
-            step_ids = token[:, None]
-            step_pos = step_pos[:, -1:] + 1
-            mask = torch.cat([mask, torch.tensor(fed, dtype=mask.dtype, device=device)[:, None]], dim=1)
-        for row, gen in enumerate(out):
-            if keys[row] is not None and gen.finish_reason == "stop":  # a tool call: the conversation goes on
-                self._keep(keys[row], cache, row, cached_mask[row], list(prompts[row]) + gen.token_ids[:-1])
-        return out
+                gen.token_ids.append(tokens[i])
+                gen.logprobs.append(logps[i])
+                if is_eos[i]:
+                    gen.finish_reason = "eos"
+                elif stop is not None and tokens[i] in stop.trigger_ids and stop.check(gen.token_ids):
+                    gen.finish_reason = "stop"
+                elif len(gen.token_ids) < budget[row]:
+                    continue
+                going[i] = False
+                if keys[row] is not None and gen.finish_reason == "stop":  # a tool call: the conversation goes on
+                    self._keep(keys[row], cache, i, mask[i], list(prompts[row]) + gen.token_ids[:-1])
+            if not any(going):
+                return out
+            if going.count(False) * 4 >= len(live):  # a quarter of the batch is finished: drop those rows
+                index = torch.tensor([i for i, g in enumerate(going) if g], device=self.device)
+                cache.batch_select_indices(index)
+                live, mask, positions, token = (
+                    [live[i] for i in index.tolist()],
+                    mask[index],
+                    positions[index],
+                    token[index],
+                )
+                going = [True] * len(live)
+            fed = torch.tensor(going, dtype=mask.dtype, device=self.device)[:, None]  # finished rows feed padding
+            mask = torch.cat([mask, fed], dim=1)
+            result = self.model(
+                input_ids=token[:, None], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            )
+            cache, logits, positions = result.cache, result.logits[:, -1, :], positions + 1
+
+
+def prefill_groups(lengths: Sequence[int], forward_cost: int = 32) -> list[list[int]]:
+    """Rows split into groups of similar length, minimising padded tokens + `forward_cost` per extra forward.
+
+    Sorted by length, the best contiguous split is a small dynamic program: best[j] = min over i of
+    best[i] + (j - i) * lengths[j-1] + forward_cost.
+    """
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    sizes = [lengths[r] for r in order]
+    best, cut = [0] + [0] * len(sizes), [0] * (len(sizes) + 1)
+    for j in range(1, len(sizes) + 1):
+        best[j], cut[j] = min((best[i] + (j - i) * sizes[j - 1] + forward_cost, i) for i in range(j))
+    groups, j = [], len(sizes)
+    while j:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad dim 1 (mask) or dim 2 (keys/values) on the left with zeros to `width`."""
+    dim = 1 if t.dim() == 2 else 2
+    missing = width - t.shape[dim]
+    if not missing:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)

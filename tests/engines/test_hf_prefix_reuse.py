@@ -7,6 +7,7 @@ import torch
 
 from agentrl.engines import HFEngine, SamplingParams
 from agentrl.engines.base import StopRule
+from agentrl.engines.hf import prefill_groups
 
 # every token triggers the check, which stops a row after 3 tokens: turns end "stop", as on a tool call
 STOP = StopRule(frozenset(range(10_000)), lambda ids: len(ids) >= 3)
@@ -14,31 +15,31 @@ GREEDY = SamplingParams(8, greedy=True)
 
 
 class FedCounter:
-    """Counts the input ids the model is fed by each generate call's first (prefill) forward."""
+    """Counts the input ids each generate call's prefill forwards are fed (the forwards wider than one token:
+    decode steps feed one per row, and every prompt here has at least 3 new tokens)."""
 
     def __init__(self, model):
-        self.first_forward: list[int] = []
-        self._new_call = True
+        self.prefilled: list[int] = []
         model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
-        if self._new_call:
-            self.first_forward.append(kwargs["input_ids"].numel())
-            self._new_call = False
+        if kwargs["input_ids"].shape[1] > 1:
+            self.prefilled[-1] += kwargs["input_ids"].numel()
 
     def next_call(self) -> None:
-        self._new_call = True
+        self.prefilled.append(0)
 
 
 def conversation(engine: HFEngine, counter: FedCounter, prompts, keys, turns: int = 4):
-    contexts, outputs = [list(p) for p in prompts], []
+    contexts, outputs, sizes = [list(p) for p in prompts], [], []
     for turn in range(turns):
         counter.next_call()
+        sizes.append(sum(map(len, contexts)))
         gens = engine.generate(contexts, GREEDY, STOP, keys)
         outputs.append(gens)
         for row, gen in enumerate(gens):
             contexts[row] += gen.token_ids + [5 + turn, 6 + row]  # an "observation"
-    return outputs
+    return outputs, sizes
 
 
 @pytest.fixture()
@@ -50,10 +51,10 @@ def prompts():
 def test_reuse_gives_the_same_tokens_and_logprobs_and_prefills_only_new_tokens(tiny_model, tokenizer, prompts):
     counter = FedCounter(tiny_model)
     engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512)
-    plain = conversation(engine, counter, prompts, keys=None)
-    fed_plain = counter.first_forward[:]
-    reused = conversation(engine, counter, prompts, keys=["a", "b", "c", "d"])
-    fed_reused = counter.first_forward[len(fed_plain) :]
+    plain, sizes = conversation(engine, counter, prompts, keys=None)
+    fed_plain = counter.prefilled[:]
+    reused, _ = conversation(engine, counter, prompts, keys=["a", "b", "c", "d"])
+    fed_reused = counter.prefilled[len(fed_plain) :]
     for turn_plain, turn_reused in zip(plain, reused, strict=True):
         for a, b in zip(turn_plain, turn_reused, strict=True):
             assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason == "stop"
@@ -61,7 +62,7 @@ def test_reuse_gives_the_same_tokens_and_logprobs_and_prefills_only_new_tokens(t
     assert fed_reused[0] == fed_plain[0]  # nothing kept yet
     # later turns feed the last generated token and the observation: 3 per row, however long the context
     assert fed_reused[1:] == [4 * 3] * 3
-    assert all(fed > 4 * 30 for fed in fed_plain[1:])
+    assert all(fed >= size for fed, size in zip(fed_plain, sizes, strict=True))  # without keys: every context whole
 
 
 def test_kept_prefixes_go_with_new_weights_and_unmatched_prompts(tiny_model, tokenizer, prompts):
@@ -74,11 +75,35 @@ def test_kept_prefixes_go_with_new_weights_and_unmatched_prompts(tiny_model, tok
     counter.next_call()
     contexts = [p + g.token_ids + [7] for p, g in zip(prompts, first, strict=True)]
     engine.generate(contexts, GREEDY, STOP, keys)
-    assert counter.first_forward[-1] == 4 * max(map(len, contexts))  # everything prefilled again
+    assert counter.prefilled[-1] >= sum(map(len, contexts))  # everything prefilled again
     # a prompt that does not extend what its key kept (another branch) is prefilled whole, and still right
     other = [[9, 9, 9] + c for c in contexts]
     counter.next_call()
     swapped = engine.generate(other, GREEDY, STOP, keys)
     fresh = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512).generate(other, GREEDY, STOP)
     assert [g.token_ids for g in swapped] == [g.token_ids for g in fresh]
-    assert counter.first_forward[-1] == 4 * max(map(len, other))
+    assert counter.prefilled[-1] >= sum(map(len, other))
+
+
+def test_prefill_groups_split_by_length_and_cover_every_row_once():
+    lengths = [100, 5, 6, 98, 7, 4]
+    groups = prefill_groups(lengths, forward_cost=32)
+    assert sorted(r for g in groups for r in g) == list(range(len(lengths)))
+    assert [sorted(g) for g in groups] == [[1, 2, 4, 5], [0, 3]]  # short rows apart from long ones
+    assert prefill_groups(lengths, forward_cost=10_000) == [[5, 1, 2, 4, 3, 0]]  # forwards dear: one batch
+    assert prefill_groups([]) == []
+
+
+def test_batched_rows_that_finish_early_and_leave_the_batch_give_what_each_row_alone_gives(
+    tiny_model, tokenizer, prompts
+):
+    # rows stop after 1..8 tokens, so the batch sheds finished rows several times; prompts of mixed length
+    stops = StopRule(frozenset(range(10_000)), lambda ids: len(ids) >= 1 + (sum(ids) % 8))
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512)
+    many = prompts + [p[:3] for p in prompts] + [p * 3 for p in prompts]
+    batched = engine.generate(many, SamplingParams(8, greedy=True), stops)
+    for prompt, gen in zip(many, batched, strict=True):
+        alone = engine.generate([prompt], SamplingParams(8, greedy=True), stops)[0]
+        assert gen.token_ids == alone.token_ids and gen.finish_reason == alone.finish_reason
+        assert gen.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+    assert len({len(g.token_ids) for g in batched}) > 2  # the rows did finish at different steps
