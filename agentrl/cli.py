@@ -6,6 +6,7 @@ Errors a user can cause print as one line (`--debug` shows the traceback).
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -270,21 +271,34 @@ def tasks_validate(
         raise typer.Exit(1)
 
 
+INTERRUPTED = "interrupted: `agentrl train ... --resume` (or the same `agentrl eval`) continues where it stopped"
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: `with` blocks close browsers, sandboxes and run files on the way out
+
+
 def run() -> None:
-    """Entry point: AgentRLError prints one line and exits 2 (the traceback only with --debug)."""
+    """Entry point: AgentRLError prints one line and exits 2 (the traceback only with --debug).
+
+    SIGTERM (a job scheduler's stop, `kill`) is handled as Ctrl-C, so nothing is left running or half-written."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns an Exit's code, and 130 for Ctrl-C
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        code = exc.exit_code
     except AgentRLError as exc:
         if STATE["debug"]:
             raise
         console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        console.print("interrupted: resume with --resume")
-        sys.exit(130)
+        code = 2
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == 130:
+        console.print(INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

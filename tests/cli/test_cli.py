@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,7 +39,7 @@ def agentrl(capsys, monkeypatch):
 
 def test_the_installed_script_runs():
     script = f"{sys.prefix}/bin/agentrl"
-    result = subprocess.run([script, "train", "nope", "--dry-run"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([script, "train", "nope", "--dry-run"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "task 'nope' not found" in result.stderr
 
 
@@ -100,3 +103,34 @@ def test_resume_without_a_run_is_a_clear_error(agentrl, tmp_path):
 def test_tasks_list_shows_bundled_tasks(agentrl):
     result = agentrl("tasks", "list")
     assert result.returncode == 0 and "arith-python" in result.stdout
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
+    """A scheduler's SIGTERM unwinds like Ctrl-C (sandboxes and browsers closed by their `with` blocks)."""
+    sleeper = tmp_path / "sleep.py"
+    sleeper.write_text("import time\ntime.sleep(300)\n")
+    script = f"{sys.prefix}/bin/agentrl"
+    proc = subprocess.Popen(
+        [script, "sandbox", "run", str(sleeper), "--timeout", "300"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while not _children(proc.pid):  # the sandbox is up: the command is running, its handler installed
+        assert proc.poll() is None and time.monotonic() < deadline, "the sandbox never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    sandbox = _children(proc.pid)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not [pid for pid in sandbox if Path(f"/proc/{pid}").exists()]  # the sandbox went with it
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
