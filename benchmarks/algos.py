@@ -92,7 +92,7 @@ def sampling_only(cfg: Config, task, model_dir: str, shapes: list[str]) -> None:
                 f"{cost.leaves / cost.tool_calls:.2f}",
                 f"{per_token / base:.2f}x",
             )
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 def summarise(name: str, rundir: RunDir, seconds: float) -> dict:
@@ -150,7 +150,7 @@ def main() -> None:
         table.add_column(key)
     for row in rows:
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    console = Console()
+    console = Console(width=140)
     console.print(
         f"calibration on the SFT model: trees (M={tree_cfg.trees}, N={tree_cfg.expansions}, "
         f"L={tree_cfg.iterations}, K={tree_cfg.keep}) {tree_cost.generated_tokens / tree_cost.leaves:.1f} tokens "

@@ -109,7 +109,7 @@ def main() -> None:
                 f"{statistics.mean(m['pass_rate'] for m in chunk):.3f}",
             ]
         table.add_row(*cells)
-    console = Console()
+    console = Console(width=140)
     console.print(table)
     for name, r in runs.items():
         summary = json.loads(r.summary.read_text())

@@ -72,7 +72,7 @@ def main() -> None:
         fmt = "{:.0f}" if unit == "/s" else "{:.2f}"
         rows.append((name, f"{fmt.format(ours)} {unit}", f"{fmt.format(base)} {unit}", f"{ratio:.1f}x"))
 
-    console = Console()
+    console = Console(width=140)
     console.print(f"python: {PY}; rounds: {rounds}")
 
     # -- sandbox start (container + zygote) vs. one interpreter start

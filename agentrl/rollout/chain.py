@@ -10,8 +10,9 @@ A guard (optional) checks each tool call before it runs and each observation or 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -56,6 +57,28 @@ class Branch:
                 if state is not None and state != REPLAY:
                     state.close()
         self.snapshots = {}
+
+
+@contextmanager
+def closing_branches(branches: Callable[[], Iterable[Branch]]) -> Iterator[None]:
+    """Close the branches' tool states when the block ends, however it ends, except on Ctrl-C or SIGTERM.
+
+    Then the run is ending, and each tool closes all its states at once on its own way out (the browser its
+    contexts, the sandbox its sessions): closing hundreds of them one by one, queued behind tool calls still
+    running, took minutes on a loaded machine."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        _close_all(branches())
+        raise
+    _close_all(branches())
+
+
+def _close_all(branches: Iterable[Branch]) -> None:
+    for b in branches:
+        b.close()
 
 
 def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -110,11 +133,8 @@ class AgentLoop:
     def run(self, problems: Sequence[Problem], group_size: int, policy: Policy, step_tag: str = "") -> list[Trajectory]:
         """`group_size` independent trajectories per problem, run to the end and scored."""
         branches = [self.start(p, f"{step_tag}{p.id}") for p in problems for _ in range(group_size)]
-        try:
+        with closing_branches(lambda: branches):
             self.advance(branches, policy)
-        finally:
-            for b in branches:
-                b.close()
         trajs = [b.traj for b in branches]
         self.score(trajs, problems)
         return trajs

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentrl.config import TreeConfig
-from agentrl.rollout.chain import AgentLoop, Branch, Policy
+from agentrl.rollout.chain import AgentLoop, Branch, Policy, closing_branches
 from agentrl.tasks import Problem
 from agentrl.trajectory import Trajectory
 
@@ -62,7 +62,7 @@ def sample_trees(
         for p in problems
         for m in range(cfg.trees)
     ]
-    try:
+    with closing_branches(lambda: [b for tree in trees for b in tree]):
         loop.advance([tree[0] for tree in trees], policy, snapshots=cfg.iterations > 0)
         for iteration in range(cfg.iterations):
             grown = []
@@ -71,10 +71,6 @@ def sample_trees(
                     grown.append(loop.branch(parent, depth))
                     tree.append(grown[-1])
             loop.advance(grown, policy, snapshots=iteration + 1 < cfg.iterations)
-    finally:
-        for tree in trees:
-            for b in tree:
-                b.close()
     cost = SamplingCost.of([b.traj for tree in trees for b in tree])
     kept = [b.traj for tree in trees for b in rng.sample(tree, min(cfg.keep, len(tree)))]
     loop.score(kept, problems)

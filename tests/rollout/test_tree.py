@@ -155,3 +155,49 @@ def test_chain_cost_counts_every_token(arith_task, tokenizer):
     cost = SamplingCost.of(trajs)
     assert cost.leaves == 6 and cost.generated_tokens == sum(t.num_generated for t in trajs)
     assert cost.tool_calls == 12
+
+
+class ClosingState:
+    closed = 0
+
+    def close(self):
+        ClosingState.closed += 1
+
+
+class StatefulEcho(EchoTool):
+    def open_state(self):
+        return ClosingState()
+
+
+@pytest.mark.parametrize("sampler", ["chain", "tree"])
+def test_branches_close_their_states_except_when_the_run_is_interrupted(arith_task, tokenizer, sampler):
+    """On an error the states are closed; on Ctrl-C/SIGTERM they are left to their tools' own shutdown (closing
+    each browser context behind still-running calls took minutes), and the interrupt goes through at once."""
+    problems = arith_task.problems("train", 2)
+    loop = make_loop(arith_task, tokenizer, StatefulEcho())
+    scripted = counting_policy(loop, CALLS)
+
+    def failing(error):
+        def policy(trajs):
+            if all(t.steps for t in trajs):  # the second turn
+                raise error
+            return scripted(trajs)
+
+        return policy
+
+    def sample(policy):
+        if sampler == "chain":
+            return loop.run(problems, 3, policy)
+        return sample_trees(loop, problems, policy, TreeConfig(trees=2, expansions=2), seed=0)
+
+    ClosingState.closed = 0
+    sample(scripted)
+    assert ClosingState.closed >= 6  # every branch's state, and any snapshots
+    ClosingState.closed = 0
+    with pytest.raises(RuntimeError):
+        sample(failing(RuntimeError("model crashed")))
+    assert ClosingState.closed == (6 if sampler == "chain" else 4)  # 2 x 3 chains, or 2 x 2 trees' first chains
+    ClosingState.closed = 0
+    with pytest.raises(KeyboardInterrupt):
+        sample(failing(KeyboardInterrupt()))
+    assert ClosingState.closed == 0
