@@ -293,7 +293,7 @@ def run() -> None:
     except AgentRLError as exc:
         if STATE["debug"]:
             raise
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)  # one line, for grep and tests
         code = 2
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         code = 130
