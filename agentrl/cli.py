@@ -300,5 +300,5 @@ def run() -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if code == 130:
-        console.print(INTERRUPTED)
+        console.print(INTERRUPTED, soft_wrap=True)
     sys.exit(code if isinstance(code, int) else 0)
