@@ -119,8 +119,8 @@ class HFEngine:
             for layer, pair in enumerate(first.kv):
                 batch_kv = [t.new_zeros((len(rows), t.shape[0], width_c, t.shape[-1])) for t in pair]
                 for i, (r, c) in enumerate(zip(rows, cached, strict=True)):
-                    for j in (0, 1):
-                        if c:
+                    if c:
+                        for j in (0, 1):
                             batch_kv[j][i, :, width_c - c :] = kept[r].kv[layer][j]
                 layers.append(tuple(batch_kv))
             cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
