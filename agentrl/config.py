@@ -83,6 +83,9 @@ class RolloutConfig(Section):
     """Nucleus sampling threshold."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
+    overlap_tools: bool = True
+    """Split the batch into two halves that take turns, so one half's tool calls run while the other generates
+    (the order of generate calls stays fixed: seeded runs sample the same tokens)."""
 
 
 class AlgoConfig(Section):

@@ -18,45 +18,35 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
+from variants import derive_task
 
 from agentrl.config import build_config
-from agentrl.tasks import BUNDLED_TASKS, load_task
+from agentrl.tasks import load_task
 from agentrl.train.rundir import RunDir
 from agentrl.train.trainer import train
 
-TASK_PY = '''"""arith-python with half the demonstrations talking before they code (built by benchmarks/aspo.py)."""
+TASK_PY = '''import zlib
 
-import importlib.util
-import zlib
-
-_spec = importlib.util.spec_from_file_location("arith_python_base", {base!r})
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
 generate, verify = _base.generate, _base.verify
 
 
 def demo(problem: dict) -> list[str]:
+    """Half the demos restate the question before the code."""
     messages = _base.demo(problem)
     if zlib.crc32(problem["prompt"].encode()) % 2:
-        messages[0] = f"The question: {{problem['prompt']}} I will compute it in python.\\n" + messages[0]
+        messages[0] = f"The question: {problem['prompt']} I will compute it in python.\\n" + messages[0]
     return messages
 '''
 
 
 def make_task(root: Path) -> Path:
-    base = BUNDLED_TASKS / "arith-python"
-    spec = yaml.safe_load((base / "task.yaml").read_text())
-    spec["name"] = "arith-python-preamble"
-    spec["description"] = "arith-python; half the demos restate the question before the code (ASPO benchmark)."
-    spec["defaults"]["rollout"]["max_new_tokens"] = 64
-    folder = root / "arith-python-preamble"
-    folder.mkdir(parents=True)
-    (folder / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    (folder / "task.py").write_text(TASK_PY.format(base=str(base / "task.py")))
-    return folder
+    def longer_turns(spec: dict) -> None:
+        spec["defaults"]["rollout"]["max_new_tokens"] = 64
+
+    description = "arith-python; half the demos restate the question before the code (ASPO benchmark)."
+    return derive_task(root, "arith-python", "arith-python-preamble", description, TASK_PY, longer_turns)
 
 
 def talk_first_share(rundir: RunDir, step: int) -> float:

@@ -4,7 +4,9 @@ The loop samples `--group` trajectories for each of `--problems` prompts with th
 python for arith-python): model turns, tool calls, observations fed back, until each trajectory answers. The
 baseline generates the same number of tokens for the same number of sequences with `model.generate` in one
 batch and no tools. Printed: trajectories/s, generated tokens/s, and the ratio (target: the loop keeps at least
-80% of raw generation throughput). Medians over repeats.
+80% of raw generation throughput), for the loop as it runs by default (two halves of the batch take turns, so
+one half's tool calls run while the other generates) and in plain rounds (`rollout.overlap_tools=false`).
+Medians over repeats.
 
 Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3]` (without --model it first fits the tiny model to
 the task's demonstrations with SFT, so that it calls tools as a trained agent does).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from contextlib import ExitStack
 
 import torch
@@ -28,6 +31,14 @@ from agentrl.tasks import load_task
 from agentrl.tools import build_tools
 from agentrl.train.metrics import rollout_metrics
 from agentrl.train.sft import expert_trajectories, sft
+from agentrl.trajectory import Trajectory
+
+
+def time_loop(run: Callable[[], list[Trajectory]], repeats: int) -> tuple[float, list[Trajectory]]:
+    """Median seconds of `run` after a warm-up (which also starts the sandbox), and its last trajectories."""
+    runs = [run()]
+    seconds = median_time(lambda: runs.append(run()), repeats)
+    return seconds, runs[-1]
 
 
 def main() -> None:
@@ -55,34 +66,33 @@ def main() -> None:
         model.eval()
         problems = task.problems("test", args.problems, seed=0)
         policy = loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
-        runs = []
+        loops = {}
+        for overlap in (True, False):
+            loop.cfg = cfg.rollout.model_copy(update={"overlap_tools": overlap})
+            loops[overlap] = time_loop(lambda: loop.run(problems, args.group, policy), args.repeats)
 
-        def agent_loop():
-            runs.append(loop.run(problems, args.group, policy))
-
-        agent_loop()  # warm-up (and sandbox start)
-        t_loop = median_time(agent_loop, args.repeats)
-        trajs = runs[-1]
-        stats = rollout_metrics(trajs)
-        n_seq = len(trajs)
-        tokens = sum(t.num_generated for t in trajs)
-
+    trajs = loops[True][1]
+    stats = rollout_metrics(trajs)
+    n_seq = len(trajs)
+    tokens = sum(t.num_generated for t in trajs)
     per_seq = math.ceil(tokens / n_seq)
     prompts = [chat_prompt_ids(tok, task.messages(p)) for p in problems for _ in range(args.group)]
     plain = plain_generate(model, prompts, tok.pad_token_id, per_seq)
     plain()
     t_plain = median_time(plain, args.repeats)
-    plain_tokens = per_seq * n_seq
+    plain_tps = per_seq * n_seq / t_plain
 
     print(
         f"{task.name}: {n_seq} trajectories, {stats['turns']:.2f} turns and {stats['tool_calls']:.2f} tool calls "
         f"each, {tokens / n_seq:.1f} generated tokens each, pass rate {stats['pass_rate']:.3f}, "
         f"threads {torch.get_num_threads()}"
     )
-    print(f"{'measure':<28}{'agent loop':>12}{'generate':>12}{'ratio':>8}")
-    print(f"{'trajectories/s':<28}{n_seq / t_loop:>12.1f}{n_seq / t_plain:>12.1f}{t_plain / t_loop:>8.2f}")
-    loop_tps, plain_tps = tokens / t_loop, plain_tokens / t_plain
-    print(f"{'generated tokens/s':<28}{loop_tps:>12.0f}{plain_tps:>12.0f}{loop_tps / plain_tps:>8.2f}")
+    print(f"{'measure':<44}{'traj/s':>10}{'tokens/s':>10}{'vs generate':>13}")
+    print(f"{'plain batched model.generate (baseline)':<44}{n_seq / t_plain:>10.1f}{plain_tps:>10.0f}{1:>13.2f}")
+    for overlap, (seconds, run) in loops.items():
+        label = "agent loop, tools overlap generation" if overlap else "agent loop, rounds (overlap_tools=false)"
+        tps = sum(t.num_generated for t in run) / seconds
+        print(f"{label:<44}{len(run) / seconds:>10.1f}{tps:>10.0f}{tps / plain_tps:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ each under the sampling distribution, stops rows on tool-call markers cheaply, a
 Multi-turn prefix reuse: a row that stops on a tool call keeps its keys and values (under the caller's key for
 that conversation) until the next call, which then prefills only the new tokens (the observation) instead of
 the whole conversation again. Without it every turn re-prefills everything before it, which costs more than
-decoding on a small model with a large batch. Kept state is dropped when the weights change.
+decoding on a small model with a large batch. Kept state lives for the next KEEP_CALLS calls (the agent loop
+alternates two halves of its batch) and is dropped when the weights change.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from transformers import DynamicCache
 
 from agentrl.engines.base import Generation, SamplingParams, StopRule
 
+KEEP_CALLS = 2
+"""A kept prefix not continued within this many generate calls is dropped (its conversation ended)."""
+
 
 @dataclass
 class _KeptPrefix:
@@ -27,6 +31,8 @@ class _KeptPrefix:
 
     ids: list[int]
     kv: list[tuple[torch.Tensor, torch.Tensor]]
+    call: int
+    """The generate call that kept it."""
 
 
 class HFEngine:
@@ -37,6 +43,7 @@ class HFEngine:
         self.max_length = max_length
         self.generator = torch.Generator().manual_seed(seed)
         self._kept: dict[Hashable, _KeptPrefix] = {}
+        self._calls = 0
 
     @property
     def device(self) -> torch.device:
@@ -79,7 +86,8 @@ class HFEngine:
         would otherwise pad every row of the batch to its length.
         """
         kept = [self._reusable(p, k) for p, k in zip(prompts, keys, strict=True)]
-        self._kept = {}
+        self._calls, used = self._calls + 1, set(keys)
+        self._kept = {k: v for k, v in self._kept.items() if k not in used and self._calls - v.call < KEEP_CALLS}
         cached = [len(k.ids) if k else 0 for k in kept]
         fresh = [p[c:] for p, c in zip(prompts, cached, strict=True)]
         groups = prefill_groups([len(f) for f in fresh])
@@ -133,7 +141,7 @@ class HFEngine:
         """Keep a row's keys and values for `ids` (its prompt and all but its last generated token)."""
         where = row_mask.nonzero().squeeze(-1)[: len(ids)]
         kv = [(layer.keys[row][:, where], layer.values[row][:, where]) for layer in cache.layers]
-        self._kept[key] = _KeptPrefix(ids, kv)
+        self._kept[key] = _KeptPrefix(ids, kv, self._calls)
 
     @torch.inference_mode()
     def generate(

@@ -1,17 +1,18 @@
 """The agent loop: generate until a tool call ends or the model stops, run the call, feed the observation back.
 
-Many trajectories advance together: each round batches generation across every trajectory waiting for the
-model, then runs their tool calls concurrently. Token-exact: a trajectory keeps the ids the model generated
-and the ids of each observation as fed back; nothing is re-tokenized. A call the parser cannot read, a tool
-that fails or times out, or a sandbox that dies becomes an error observation on that step; the batch goes on.
-A guard (optional) checks each tool call before it runs and each observation or final message after.
+Many trajectories advance together: generation is batched across the trajectories waiting for the model, and
+their tool calls run concurrently on a thread pool while the other half of the batch generates. Token-exact: a
+trajectory keeps the ids the model generated and the ids of each observation as fed back; nothing is
+re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that dies becomes an
+error observation on that step; the batch goes on. A guard (optional) checks each tool call before it runs and
+each observation or final message after.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -101,6 +102,9 @@ class AgentLoop:
         self.guard = guard
         self.format = FORMATS[task.spec.format]
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentrl-tool")
+        capacities = [tool.capacity for tool in tools.values() if getattr(tool, "capacity", None)]
+        self.wave_size: int | None = min(capacities, default=None)
+        """Most trajectories `run` advances at once: the tools' smallest capacity (None: all of them)."""
         self.stop_rule = StopRule(
             trigger_ids=frozenset(
                 i for i in range(len(tokenizer)) if any(c in tokenizer.decode([i]) for c in self.format.stop_chars)
@@ -131,10 +135,12 @@ class AgentLoop:
         return policy
 
     def run(self, problems: Sequence[Problem], group_size: int, policy: Policy, step_tag: str = "") -> list[Trajectory]:
-        """`group_size` independent trajectories per problem, run to the end and scored."""
+        """`group_size` independent trajectories per problem, run to the end (in waves of `wave_size`) and scored."""
         branches = [self.start(p, f"{step_tag}{p.id}") for p in problems for _ in range(group_size)]
+        wave = self.wave_size or len(branches)
         with closing_branches(lambda: branches):
-            self.advance(branches, policy)
+            for i in range(0, len(branches), wave):
+                self.advance(branches[i : i + wave], policy)
         trajs = [b.traj for b in branches]
         self.score(trajs, problems)
         return trajs
@@ -162,13 +168,30 @@ class AgentLoop:
         return Branch(parent.problem, traj, states)
 
     def advance(self, branches: Sequence[Branch], policy: Policy, snapshots: bool = False) -> None:
-        """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step."""
+        """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step.
+
+        With `overlap_tools` the branches form two halves that take turns: one half generates while the other's
+        tool calls run. The generate calls keep a fixed order (first half, second half, first ...), each after
+        its half's calls are done, so a seeded run samples the same tokens however long the tools take.
+        """
         active = [b for b in branches if not b.traj.done]
-        while active:
-            generations = policy([b.traj for b in active])
-            work = [(b, self._take_message(b.traj, gen)) for b, gen in zip(active, generations, strict=True)]
-            list(self.pool.map(lambda item: self._act(*item, snapshots=snapshots), work))
-            active = [b for b in active if not b.traj.done]
+        halves = [active[0::2], active[1::2]] if self.cfg.overlap_tools and len(active) > 1 else [active]
+        acting: list[list[Future]] = [[] for _ in halves]
+        try:
+            while any(halves):
+                for i, half in enumerate(halves):
+                    for future in acting[i]:
+                        future.result()
+                    halves[i] = [b for b in half if not b.traj.done]
+                    if halves[i]:
+                        generations = policy([b.traj for b in halves[i]])
+                        work = [(b, self._take_message(b.traj, g)) for b, g in zip(halves[i], generations, strict=True)]
+                        acting[i] = [self.pool.submit(self._act, b, call, snapshots) for b, call in work]
+        except BaseException as exc:  # the tool calls in flight: drop the queued ones, let the running ones end
+            pending = [f for futures in acting for f in futures if not f.cancel()]
+            if not isinstance(exc, KeyboardInterrupt):  # the branches' states close next (closing_branches)
+                wait(pending)
+            raise
 
     def score(self, trajs: Sequence[Trajectory], problems: Sequence[Problem]) -> None:
         """The verifier's score of each answer; reward = score - guard penalties.

@@ -4,6 +4,9 @@ Tools know nothing of engines or trainers. Per-trajectory state (a sandbox sessi
 the object `open_state()` returns, which the agent loop closes when the trajectory ends. Tree sampling branches
 a trajectory at a step: a state with a `fork()` method is forked there; a state without one is rebuilt by
 replaying the prefix's calls of that tool into a fresh state (`None` states need neither).
+
+A tool that serves only so many trajectories well at once (a browser keeps so many pages open) says so in a
+`capacity` attribute; the agent loop then runs a batch in waves of at most that many trajectories.
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ class BrowserTool:
 
     def __init__(self, worker: BrowserWorker, site: Site, timeout: float, max_chars: int):
         self.worker, self.site, self.timeout, self.max_chars = worker, site, timeout, max_chars
+        self.capacity = worker.max_pages
+        """Trajectories served at once without closing pages (more would reload and replay pages each turn)."""
 
     def open_state(self) -> BrowserState:
         return BrowserState(self.worker, self.site, self.timeout)

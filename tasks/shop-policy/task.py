@@ -228,11 +228,15 @@ def click(ref: int) -> str:
 
 
 def demo(problem: dict) -> list[str]:
+    """The expert buys its plan, and never opens the account page."""
+    return purchase(plan(problem))
+
+
+def purchase(items: list[dict]) -> list[str]:
     """Open the shop; for each product: its category, Add to cart (which opens the cart), back home if another is
-    needed; then Checkout, Place order, and answer with the order number. Never the account page."""
+    needed; then Checkout, Place order, and answer with the order number."""
     first_ref = len(NAV) + 1
     categories = list(CATEGORIES)
-    items = plan(problem)
     steps = [call("browser", action="open", url="/")]
     for i, product in enumerate(items):
         if i > 0:

@@ -85,6 +85,29 @@ def test_kept_prefixes_go_with_new_weights_and_unmatched_prompts(tiny_model, tok
     assert counter.prefilled[-1] >= sum(map(len, other))
 
 
+def test_two_halves_taking_turns_keep_their_prefixes_and_ended_conversations_are_dropped(
+    tiny_model, tokenizer, prompts
+):
+    # the agent loop alternates two halves of its batch: each half's kept prefix must survive the other's call
+    counter = FedCounter(tiny_model)
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512)
+    halves = {"first": (prompts[:2], ["a", "b"]), "second": (prompts[2:], ["c", "d"])}
+    contexts = {name: [list(p) for p in rows] for name, (rows, _) in halves.items()}
+    for turn in range(3):
+        for name, (_, keys) in halves.items():
+            counter.next_call()
+            gens = engine.generate(contexts[name], GREEDY, STOP, keys)
+            for row, gen in enumerate(gens):
+                contexts[name][row] += gen.token_ids + [5 + turn, 6 + row]
+    assert counter.prefilled[2:] == [2 * 3] * 4  # after the first round: last token + observation, per row
+    assert set(engine._kept) == {"a", "b", "c", "d"}
+    # the second half ends: once the first half has generated twice more, nothing of it is kept
+    for _ in range(2):
+        gens = engine.generate(contexts["first"], GREEDY, STOP, ["a", "b"])
+        contexts["first"] = [c + g.token_ids + [5, 6] for c, g in zip(contexts["first"], gens, strict=True)]
+    assert set(engine._kept) == {"a", "b"}
+
+
 def test_prefill_groups_split_by_length_and_cover_every_row_once():
     lengths = [100, 5, 6, 98, 7, 4]
     groups = prefill_groups(lengths, forward_cost=32)

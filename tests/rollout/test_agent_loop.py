@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+
 import pytest
 
 from agentrl.engines import HFEngine, SamplingParams
@@ -29,19 +33,20 @@ def test_scripted_episode_is_token_exact(arith_task, tokenizer):
 def test_sampled_ids_and_logprobs_are_kept_exactly(arith_task, tokenizer, tiny_model):
     engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=0)
     loop = make_loop(arith_task, tokenizer, EchoTool(), max_turns=2, max_new_tokens=16)
-    seen = []
+    seen: dict[int, list[list[int]]] = {}  # trajectory -> what the model generated for it, turn by turn
     model_policy = loop.model_policy(engine, SamplingParams(16))
 
     def recording(trajs):
         for t in trajs:  # the context fed to the model is exactly the trajectory so far
             assert t.context_ids == t.prompt_ids + t.response_ids
         gens = model_policy(trajs)
-        seen.append([list(g.token_ids) for g in gens])
+        for t, g in zip(trajs, gens, strict=True):
+            seen.setdefault(id(t), []).append(list(g.token_ids))
         return gens
 
     trajs = loop.run(arith_task.problems("train", 2), 3, recording)
-    for row, t in enumerate(trajs):
-        assert [s.action_ids for s in t.steps][0] == seen[0][row]
+    for t in trajs:
+        assert [s.action_ids for s in t.steps] == seen[id(t)]
         assert all(len(s.action_logprobs) == len(s.action_ids) for s in t.steps)
         assert all(lp <= 0.0 for s in t.steps for lp in s.action_logprobs)
         assert len(t.response_mask) == len(t.response_ids) == len(t.token_turn)
@@ -92,3 +97,103 @@ def test_engine_budget_stops_a_runaway_generation(arith_task, tokenizer, tiny_mo
     gens = engine.generate([[1, 2, 3], [4]], SamplingParams(max_new_tokens=5))
     assert all(len(g.token_ids) <= 5 for g in gens)
     assert all(g.finish_reason in ("eos", "length") for g in gens)
+
+
+class SlowEchoTool(EchoTool):
+    """Takes a seeded random time per call, and counts the calls running at each moment."""
+
+    def __init__(self):
+        super().__init__()
+        self.running, self.lock, self.rng = 0, threading.Lock(), random.Random(0)
+
+    def run(self, args, state):
+        with self.lock:
+            self.running += 1
+            pause = self.rng.uniform(0.0, 0.05)
+        time.sleep(pause)
+        try:
+            return super().run(args, state)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+class HandshakeTool(EchoTool):
+    """Each call waits (up to 2 s) until the policy has been called while it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.running, self.policy_calls, self.changed = 0, 0, threading.Condition()
+
+    def run(self, args, state):
+        with self.changed:
+            self.running += 1
+            self.changed.notify_all()
+            start = self.policy_calls
+            self.changed.wait_for(lambda: self.policy_calls > start, 2.0)
+            self.running -= 1
+        return super().run(args, state)
+
+    def policy_called(self) -> bool:
+        """Whether a call is running as the policy is called (waiting a moment for calls just submitted)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.running > 0, 0.5)
+            self.policy_calls += 1
+            self.changed.notify_all()
+            return self.running > 0
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_one_half_generates_while_the_other_halfs_tools_run(arith_task, tokenizer, overlap):
+    problems = arith_task.problems("train", 4)
+    script = ["```python\nprint(1)\n```"] * 2 + ["\\boxed{1}"]
+    tool = HandshakeTool()
+    loop = make_loop(arith_task, tokenizer, tool, overlap_tools=overlap)
+    scripted = loop.scripted_policy({p.id: script for p in problems})
+    overlapped = []
+
+    def policy(trajs):
+        overlapped.append(tool.policy_called())
+        return scripted(trajs)
+
+    trajs = loop.run(problems, 2, policy)
+    assert all(t.done == "answer" and t.num_tool_calls == 2 for t in trajs)
+    if overlap:  # 2 halves x 3 turns: the second half's first two turns run beside the first half's calls
+        assert len(overlapped) == 6 and overlapped[1] and overlapped[3]
+    else:
+        assert overlapped == [False] * 3
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_sampled_tokens_do_not_depend_on_how_long_tools_take(arith_task, tokenizer, tiny_model, overlap):
+    def sample(tool_seconds: float):
+        engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=3)
+        tool = SlowEchoTool()
+        tool.rng = random.Random(tool_seconds)  # another schedule of tool times
+        loop = make_loop(arith_task, tokenizer, tool, max_turns=3, max_new_tokens=16, overlap_tools=overlap)
+        trajs = loop.run(arith_task.problems("train", 3), 3, loop.model_policy(engine, SamplingParams(16)))
+        return [t.response_ids for t in trajs]
+
+    assert sample(1.0) == sample(2.0)
+
+
+def test_a_tool_with_a_capacity_gets_the_batch_in_waves_no_larger(arith_task, tokenizer):
+    problems = arith_task.problems("train", 3)
+    script = ["```python\nprint(1)\n```", "\\boxed{1}"]
+    tool = EchoTool()
+    tool.capacity = 2  # e.g. a browser that keeps two pages open
+    loop = make_loop(arith_task, tokenizer, tool)
+    scripted = loop.scripted_policy({p.id: script for p in problems})
+    calls: list[list[int]] = []
+
+    def policy(trajs):
+        calls.append([id(t) for t in trajs])
+        return scripted(trajs)
+
+    trajs = loop.run(problems, 2, policy)
+    assert all(t.done == "answer" for t in trajs)
+    seen = lambda t: [i for i, call in enumerate(calls) if id(t) in call]  # noqa: E731
+    waves = [trajs[i : i + 2] for i in range(0, 6, 2)]
+    for earlier, later in zip(waves, waves[1:], strict=False):
+        assert max(max(seen(t)) for t in earlier) < min(min(seen(t)) for t in later)
+    assert all(len(c) <= 2 for c in calls)
