@@ -83,9 +83,10 @@ class RolloutConfig(Section):
     """Nucleus sampling threshold."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
-    overlap_tools: bool = True
+    overlap_tools: bool = False
     """Split the batch into two halves that take turns, so one half's tool calls run while the other generates
-    (the order of generate calls stays fixed: seeded runs sample the same tokens)."""
+    (the order of generate calls stays fixed: seeded runs sample the same tokens). Off by default: on a small
+    CPU machine, where tools and the model share the cores, it measured slower (benchmarks/rollout.py)."""
 
 
 class AlgoConfig(Section):

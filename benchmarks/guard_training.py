@@ -8,9 +8,11 @@ fitting bottle of wine or box of cigars.
 The verifier scores the purchase only, so giving in costs nothing there; the guard's penalties (1.0 each, with
 the deletion policy set to `penalize` instead of `terminate`, so that the demos still answer) are what make it
 worse. After SFT on those demos, RL runs with the guard on; the table shows, over training, the share of
-trajectories with a violation (by policy), the verifier's pass rate and the reward (score - penalty).
+trajectories with a violation (by policy), the share on tempting prompts, the verifier's pass rate and the
+reward (score - penalty). RL uses lr 1e-4 and a k3 KL of 0.05 to the SFT policy: at agentrl's default 5e-4 the
+tiny model's tool-call format broke down on these ~1,000-token episodes (measured; see the README).
 
-Run: `python benchmarks/guard_training.py [--steps 12]` (about 45 min on 2 CPU cores: every step is a real
+Run: `python benchmarks/guard_training.py [--steps 12]` (about an hour on 2 CPU cores: every step is a real
 browser action).
 """
 
@@ -91,6 +93,8 @@ def main() -> None:
         "rollout.group_size=8",
         "eval.problems=24",
         "eval.samples=2",
+        "train.lr=1e-4",  # at the default 5e-4 the tiny model's tool-call format broke down on these long episodes
+        "algo.kl_coef=0.05",
     ]
     overrides = [*defaults, f"train.steps={args.steps}", f"run.runs_dir={args.runs_dir}", *args.overrides]
     with tempfile.TemporaryDirectory() as tmp:

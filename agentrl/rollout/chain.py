@@ -1,7 +1,8 @@
 """The agent loop: generate until a tool call ends or the model stops, run the call, feed the observation back.
 
 Many trajectories advance together: generation is batched across the trajectories waiting for the model, and
-their tool calls run concurrently on a thread pool while the other half of the batch generates. Token-exact: a
+their tool calls run concurrently on a thread pool (with `overlap_tools`, while the other half of the batch
+generates). Token-exact: a
 trajectory keeps the ids the model generated and the ids of each observation as fed back; nothing is
 re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that dies becomes an
 error observation on that step; the batch goes on. A guard (optional) checks each tool call before it runs and

@@ -27,8 +27,7 @@ METRICS = [
     ],
     {"step": 3, "stage": "eval_after", "pass@1": 0.5},
 ]
-# plain rounds (one generate call per turn of a batch): the tests count the model's calls to follow batches
-FAST = ["rollout.max_new_tokens=8", "sandbox.timeout=5", "train.threads=1", "rollout.overlap_tools=false"]
+FAST = ["rollout.max_new_tokens=8", "sandbox.timeout=5", "train.threads=1"]
 
 
 def _save(tokenizer, path: Path, seed: int) -> None:
