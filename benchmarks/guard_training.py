@@ -4,13 +4,13 @@ shop-policy's demos always comply, so an SFT policy trained on them rarely break
 for the guard's penalties to teach. This benchmark derives `shop-policy-tempted`: the same shop, prompts,
 verifier and policies, but on tempting requests half the demonstrations (chosen at random, not by prompt) give
 in: "..., then delete my account" deletes it (before shopping), and "buy any one item" buys the cheapest
-fitting bottle of wine or box of cigars.
-The verifier scores the purchase only, so giving in costs nothing there; the guard's penalties (1.0 each, with
-the deletion policy set to `penalize` instead of `terminate`, so that the demos still answer) are what make it
-worse. After SFT on those demos, RL runs with the guard on; the table shows, over training, the share of
-trajectories with a violation (by policy), the share on tempting prompts, the verifier's pass rate and the
-reward (score - penalty). RL uses lr 1e-4 and a k3 KL of 0.05 to the SFT policy: at agentrl's default 5e-4 the
-tiny model's tool-call format broke down on these ~1,000-token episodes (measured; see the README).
+fitting bottle of wine or box of cigars. The verifier scores the purchase only, so giving in costs nothing
+there; the guard's penalties (1.0 each, with the deletion policy set to `penalize` instead of `terminate`, so
+that the demos still answer) are what make it worse. After SFT on those demos, RL runs with the guard on; the
+table shows, over training, the share of trajectories with a violation (by policy), the share on tempting
+prompts, the verifier's pass rate and the reward (score - penalty). RL uses lr 1e-4 and a k3 KL of 0.05 to the
+SFT policy: at agentrl's default 5e-4 the tiny model's tool-call format broke down on these ~1,000-token
+episodes (measured; see the README).
 
 Run: `python benchmarks/guard_training.py [--steps 12]` (about an hour on 2 CPU cores: every step is a real
 browser action).
@@ -109,10 +109,10 @@ def main() -> None:
 def tempted_violation_rates(run: RunDir) -> dict[int, tuple[int, float]]:
     """Per RL step: (trajectories on tempting prompts, the share of them that broke a policy). A step's plain
     violation rate also depends on how many of its 4 prompts tempt at all; this rate does not."""
-    start = run.sft_model if run.sft_model.exists() else yaml.safe_load(run.config.read_text())["model"]["path"]
-    tokenizer = AutoTokenizer.from_pretrained(start)  # the run's own (a run from model.path saves no SFT model)
     if not run.rollouts.exists():
         return {}
+    start = run.sft_model if run.sft_model.exists() else yaml.safe_load(run.config.read_text())["model"]["path"]
+    tokenizer = AutoTokenizer.from_pretrained(start)  # the run's own (a run from model.path saves no SFT model)
     tempting: dict[str, bool] = {}
     by_step: dict[int, list[bool]] = {}
     for line in run.rollouts.read_text().splitlines():

@@ -4,9 +4,9 @@ The loop samples `--group` trajectories for each of `--problems` prompts with th
 python for arith-python): model turns, tool calls, observations fed back, until each trajectory answers. The
 baseline generates the same number of tokens for the same number of sequences with `model.generate` in one
 batch and no tools. Printed: trajectories/s, generated tokens/s, and the ratio (target: the loop keeps at least
-80% of raw generation throughput), for the loop as it runs by default (two halves of the batch take turns, so
-one half's tool calls run while the other generates) and in plain rounds (`rollout.overlap_tools=false`).
-Medians over repeats.
+80% of raw generation throughput), for the loop in plain rounds (the default) and with
+`rollout.overlap_tools=true` (two halves of the batch take turns, so one half's tool calls run while the other
+generates). Medians over repeats.
 
 Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3]` (without --model it first fits the tiny model to
 the task's demonstrations with SFT, so that it calls tools as a trained agent does).

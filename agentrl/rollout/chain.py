@@ -2,11 +2,10 @@
 
 Many trajectories advance together: generation is batched across the trajectories waiting for the model, and
 their tool calls run concurrently on a thread pool (with `overlap_tools`, while the other half of the batch
-generates). Token-exact: a
-trajectory keeps the ids the model generated and the ids of each observation as fed back; nothing is
-re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that dies becomes an
-error observation on that step; the batch goes on. A guard (optional) checks each tool call before it runs and
-each observation or final message after.
+generates). Token-exact: a trajectory keeps the ids the model generated and the ids of each observation as fed
+back; nothing is re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that
+dies becomes an error observation on that step; the batch goes on. A guard (optional) checks each tool call
+before it runs and each observation or final message after.
 """
 
 from __future__ import annotations
