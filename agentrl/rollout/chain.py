@@ -52,12 +52,22 @@ class Branch:
     states: ToolStates
     snapshots: dict[int, dict[str, ToolState | str | None]] = field(default_factory=dict)
 
+    def release(self) -> None:
+        """Close the live tool states (the trajectory is over); snapshots stay for branches still to grow."""
+        states, self.states = self.states, {}
+        _close_states(states)
+
     def close(self) -> None:
-        for states in (self.states, *self.snapshots.values()):
-            for state in states.values():
-                if state is not None and state != REPLAY:
-                    state.close()
+        self.release()
+        for states in self.snapshots.values():
+            _close_states(states)
         self.snapshots = {}
+
+
+def _close_states(states: dict[str, ToolState | str | None]) -> None:
+    for state in states.values():
+        if state is not None and state != REPLAY:
+            state.close()
 
 
 @contextmanager
@@ -247,6 +257,12 @@ class AgentLoop:
         except Exception as exc:  # a bug in a tool or guard ends this trajectory, never the batch
             step.error = f"internal_error: {type(exc).__name__}: {exc}"
             traj.done = "error"
+        finally:
+            if traj.done:  # give the tools' resources (a browser page, a kernel) back to the trajectories running
+                try:
+                    branch.release()
+                except Exception as exc:
+                    step.error = step.error or f"internal_error: closing {type(exc).__name__}: {exc}"
 
     def _guarded_call(self, traj: Trajectory, step: Step, call: ToolCall | ParseError, states: ToolStates):
         if self.guard is not None and isinstance(call, ToolCall):

@@ -92,7 +92,7 @@ class BrowserState:
 
     async def _run(self, action: str, args: dict[str, Any]) -> tuple[str, str | None]:
         if self.lease is None:
-            self.lease = await self.worker.lease(self.site, self.timeout, self.refused)
+            self.lease = await self.worker.lease(self, self.site, self.timeout, self.refused)
         if self.lease.page is None:
             await self.worker.open_page(self, self.lease)
             await self._restore()

@@ -9,7 +9,8 @@ and ~0.25 s, a navigation ~0.15 s; a context without a page costs almost no memo
 a context (its cookies and storage) for its whole life, while the pages alive are capped (`max_pages`): the
 most recently used idle holder's page is closed and reopened when it acts again. By default a finished
 trajectory's context is recycled: the cookies and every kind of storage of the one origin it can reach are
-wiped, and the next trajectory gets it, at a fraction of the cost of a new one.
+wiped, its page is left on a blank document with no history, and the next trajectory gets both, at a fraction
+of the cost of new ones (a new page starts a renderer process).
 
 The fence: every request of a context passes a route that refuses any host but the site's (links, redirects,
 scripts, frames; redirects are followed hop by hop so that each hop is checked). A refused navigation shows a
@@ -112,17 +113,24 @@ class Lease:
             await ws.close()
 
     async def wipe(self) -> None:
-        """Leave nothing of the last trajectory: storage and cookies (its only origin is the site's), no page."""
+        """Leave nothing of the last trajectory: storage and cookies (its only origin is the site's), and a page,
+        if it keeps one, on a blank document with no history. Keeping the page keeps its renderer process: a new
+        page would start one (~0.1 s here, and CPU the browser needs for actions)."""
         page = self.page or await self.new_page()
-        if self.site.allows(page.url):
+        on_site = self.site.allows(page.url)
+        if on_site:
             await page.evaluate(WIPE_STORAGE_JS)
         await self.context.clear_cookies()
         cdp = await self.context.new_cdp_session(page)
         try:
             await cdp.send("Storage.clearDataForOrigin", {"origin": self.site.origin, "storageTypes": "all"})
+            if on_site:  # off the site (a refused page), the tab's session storage of the site is out of reach
+                await page.goto("about:blank")
+                await cdp.send("Page.resetNavigationHistory")
         finally:
             await cdp.detach()
-        await self.close_page()
+        if not on_site:
+            await self.close_page()
         self.refused, self.loads = [], 0
 
 
@@ -183,10 +191,11 @@ class BrowserWorker:
 
     # --- leases and pages (browser thread only) ---
 
-    async def lease(self, site: Site, timeout: float, refused: list[str]) -> Lease:
-        """A clean context on `site` without a page, reporting refused navigations into `refused`: a spare
-        (recycled) one if any, else a new one."""
-        lease = next((s for s in reversed(self.spare) if s.site == site), None)  # the latest wiped
+    async def lease(self, holder: Holder, site: Site, timeout: float, refused: list[str]) -> Lease:
+        """A clean context on `site` for `holder`, reporting refused navigations into `refused`: a spare (recycled)
+        one if any, with its blank page when it kept one, else a new one without a page."""
+        spares = [s for s in self.spare if s.site == site]
+        lease = next((s for s in reversed(spares) if s.page is not None), spares[-1] if spares else None)
         if lease is not None:
             self.spare.remove(lease)
         else:
@@ -195,30 +204,39 @@ class BrowserWorker:
             lease = Lease(context, site)
             await lease.fence()
         lease.refused = refused
+        if lease.page is not None:
+            await self._make_room()
+            self.with_page[holder] = None
         return lease
 
     async def open_page(self, holder: Holder, lease: Lease):
-        """A new page for `holder`'s context; at the cap, the most recently used idle holder's page closes.
+        """A new page for `holder`'s context, after making room for it."""
+        await self._make_room()
+        self.with_page[holder] = None
+        return await lease.new_page()
+
+    async def _make_room(self) -> None:
+        """At the cap of open pages, close one: a spare context's blank page, else the page of the most recently
+        used idle holder.
 
         Most, not least: the agent loop advances its trajectories in rounds, each acting once per round in the
         same order, a cycle on which least-recently-used eviction closes exactly the page needed next.
         """
-        while len(self.with_page) >= self.max_pages:
+        while len(self.with_page) + sum(s.page is not None for s in self.spare) >= self.max_pages:
+            spare = next((s for s in self.spare if s.page is not None), None)
+            if spare is not None:
+                await spare.close_page()
+                continue
             idle = next((h for h in reversed(self.with_page) if not h.busy), None)
             if idle is None:  # every page is mid-action: over the cap for now
                 break
             self.evictions += 1
             self.with_page.pop(idle)
             await idle.drop_page()
-        self.with_page[holder] = None
-        return await lease.new_page()
 
     def touch(self, holder: Holder) -> None:
         if holder in self.with_page:
             self.with_page.move_to_end(holder)
-
-    def forget_page(self, holder: Holder) -> None:
-        self.with_page.pop(holder, None)
 
     async def give_back(self, holder: Holder, lease: Lease) -> None:
         """The trajectory is over: wipe its context into the spare pool (or close it when not recycling, when the

@@ -191,3 +191,41 @@ def test_a_tool_with_a_capacity_gets_the_batch_in_waves_no_larger(arith_task, to
     for earlier, later in zip(waves, waves[1:], strict=False):
         assert max(max(seen(t)) for t in earlier) < min(min(seen(t)) for t in later)
     assert all(len(c) <= 2 for c in calls)
+
+
+class ClosingState:
+    def __init__(self):
+        self.closed = 0
+
+    def close(self):
+        self.closed += 1
+
+
+class StatefulEchoTool(EchoTool):
+    """Hands each trajectory a state that counts its closes."""
+
+    def __init__(self):
+        super().__init__()
+        self.states: list[ClosingState] = []
+
+    def open_state(self):
+        self.states.append(ClosingState())
+        return self.states[-1]
+
+
+def test_a_finished_trajectory_gives_its_tool_state_back_while_the_others_run(arith_task, tokenizer):
+    short, long = arith_task.problems("train", 2)
+    call = "```python\nprint(1)\n```"
+    tool = StatefulEchoTool()
+    loop = make_loop(arith_task, tokenizer, tool, max_turns=4)
+    scripted = loop.scripted_policy({short.id: [call, "\\boxed{1}"], long.id: [call] * 3 + ["\\boxed{1}"]})
+    closed_during: list[list[int]] = []
+
+    def policy(trajs):
+        closed_during.append([s.closed for s in tool.states])
+        return scripted(trajs)
+
+    trajs = loop.run([short, long], 1, policy)
+    assert [t.done for t in trajs] == ["answer", "answer"]
+    assert closed_during == [[0, 0], [0, 0], [1, 0], [1, 0]]  # the short one's, once it answered in turn 2
+    assert [s.closed for s in tool.states] == [1, 1]  # each closed once: the end of the run closes nothing twice

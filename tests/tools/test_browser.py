@@ -85,14 +85,16 @@ def test_closing_a_state_recycles_its_context_wiped(tool, worker):
     tool.run({"action": "open", "url": "/storage"}, first)
     stored = tool.run({"action": "click", "ref": 1}, first).output
     assert stored.startswith("local=L session=S cookie=c=C")
-    context = first.lease.context
+    context, page = first.lease.context, first.page
     first.close()
     assert first.lease is None and first not in worker.with_page and worker.spare[-1].context is context
+    assert worker.spare[-1].page is page and page.url == "about:blank"  # the page (its renderer) stays
     second = tool.open_state()
     try:
         assert tool.run({"action": "read"}, second).error == "bad_arguments"  # blank: nothing is open
-        assert second.lease.context is context
+        assert second.lease.context is context and second.page is page and second in worker.with_page
         assert tool.run({"action": "open", "url": "/storage"}, second).output.startswith("local=- session=- cookie=-")
+        assert worker.call(page.evaluate("history.length"), 5) == 2  # the blank page and this one: no more
     finally:
         second.close()
 
@@ -167,3 +169,26 @@ def test_element_label_names_what_a_ref_points_to():
         'textbox "Search"',
         None,
     ]
+
+
+def test_a_spare_blank_page_goes_before_a_running_trajectorys(tool, worker):
+    """Recycled contexts keep their blank pages while there is room; a trajectory that needs a page back closes a
+    spare's before it closes another trajectory's."""
+    saved, worker.max_pages = worker.max_pages, 2
+    saved_spare, worker.spare = worker.spare, []  # no spares of earlier tests
+    a, b, c = (tool.open_state() for _ in range(3))
+    try:
+        for state in (a, b, c):
+            tool.run({"action": "open", "url": "/a"}, state)
+        assert b.page is None and a.page is not None and c.page is not None  # c needed b's page
+        evictions = worker.evictions
+        a.close()
+        (spare,) = worker.spare
+        assert spare.page is not None and len(worker.with_page) == 1  # 2 pages: the spare's and c's
+        assert tool.run({"action": "read"}, b).output.startswith("Page A")  # b's page back ...
+        assert spare.page is None and c.page is not None and worker.evictions == evictions  # ... in place of the spare's
+    finally:
+        worker.max_pages = saved
+        for state in (a, b, c):
+            state.close()
+        worker.spare += saved_spare

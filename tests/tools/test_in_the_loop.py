@@ -63,7 +63,7 @@ def test_a_branch_replays_the_browser_prefix(web_qa, tokenizer, worker, site):
         assert "Page A" in parent.traj.steps[1].observation
         child = loop.branch(parent, 1)
         try:
-            assert child.states["browser"] is not parent.states["browser"]
+            assert parent.states == {}  # closed when its trajectory ended: the context went back to the worker
             assert browser.run({"action": "read"}, child.states["browser"]).output == "Page A\nCapital: [1] Home"
             assert [s.action_text for s in child.traj.steps] == script[:2]
         finally:
