@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -34,11 +36,31 @@ from agentrl.train.sft import expert_trajectories, sft
 from agentrl.trajectory import Trajectory
 
 
-def time_loop(run: Callable[[], list[Trajectory]], repeats: int) -> tuple[float, list[Trajectory]]:
-    """Median seconds of `run` after a warm-up (which also starts the sandbox), and its last trajectories."""
-    runs = [run()]
-    seconds = median_time(lambda: runs.append(run()), repeats)
-    return seconds, runs[-1]
+class TimedPolicy:
+    """A policy that sums the seconds spent in it: the loop's time generating, apart from tools and bookkeeping."""
+
+    def __init__(self, policy: Callable[[list[Trajectory]], list]):
+        self.policy, self.seconds = policy, 0.0
+
+    def __call__(self, trajs: list[Trajectory]) -> list:
+        start = time.perf_counter()
+        try:
+            return self.policy(trajs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def time_loop(run: Callable[[], list[Trajectory]], policy: TimedPolicy, repeats: int):
+    """Median seconds of `run` and median seconds of it spent generating, after a warm-up (which also starts the
+    sandbox); and its last trajectories."""
+    run()
+    walls, generating, trajs = [], [], []
+    for _ in range(repeats):
+        policy.seconds, start = 0.0, time.perf_counter()
+        trajs = run()
+        walls.append(time.perf_counter() - start)
+        generating.append(policy.seconds)
+    return statistics.median(walls), statistics.median(generating), trajs
 
 
 def main() -> None:
@@ -65,13 +87,15 @@ def main() -> None:
             sft(model, demos, cfg.sft, tok.pad_token_id, engine.generator)
         model.eval()
         problems = task.problems("test", args.problems, seed=0)
-        policy = loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
+        policy = TimedPolicy(
+            loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
+        )
         loops = {}
         for overlap in (True, False):
             loop.cfg = cfg.rollout.model_copy(update={"overlap_tools": overlap})
-            loops[overlap] = time_loop(lambda: loop.run(problems, args.group, policy), args.repeats)
+            loops[overlap] = time_loop(lambda: loop.run(problems, args.group, policy), policy, args.repeats)
 
-    trajs = loops[True][1]
+    trajs = loops[True][2]
     stats = rollout_metrics(trajs)
     n_seq = len(trajs)
     tokens = sum(t.num_generated for t in trajs)
@@ -87,12 +111,19 @@ def main() -> None:
         f"each, {tokens / n_seq:.1f} generated tokens each, pass rate {stats['pass_rate']:.3f}, "
         f"threads {torch.get_num_threads()}"
     )
-    print(f"{'measure':<44}{'traj/s':>10}{'tokens/s':>10}{'vs generate':>13}")
+    print(f"{'measure':<44}{'traj/s':>10}{'tokens/s':>10}{'vs generate':>13}{'generating':>12}{'gen tok/s':>11}")
     print(f"{'plain batched model.generate (baseline)':<44}{n_seq / t_plain:>10.1f}{plain_tps:>10.0f}{1:>13.2f}")
-    for overlap, (seconds, run) in loops.items():
+    for overlap, (seconds, generating, run) in loops.items():
         label = "agent loop, tools overlap generation" if overlap else "agent loop, rounds (overlap_tools=false)"
-        tps = sum(t.num_generated for t in run) / seconds
-        print(f"{label:<44}{len(run) / seconds:>10.1f}{tps:>10.0f}{tps / plain_tps:>13.2f}")
+        tokens = sum(t.num_generated for t in run)
+        print(
+            f"{label:<44}{len(run) / seconds:>10.1f}{tokens / seconds:>10.0f}{tokens / seconds / plain_tps:>13.2f}"
+            f"{generating / seconds:>12.0%}{tokens / generating:>11.0f}"
+        )
+    print(
+        "generating: the share of the loop's wall time spent in generate calls (the rest: tool calls not hidden "
+        "behind generation, and bookkeeping); gen tok/s: tokens per second of those calls alone"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ from agentrl.train.trainer import Hooks
 def describe(metrics: dict) -> str:
     if "sft_loss" in metrics:
         return f"loss {metrics['sft_loss']:.3f}"
+    # the KL to the reference policy when the loss has one; else the step's own old-vs-new KL (near 0 on-policy)
+    kl = f"kl(ref) {metrics['kl']:+.4f}" if "kl" in metrics else f"kl {metrics.get('approx_kl', 0.0):+.4f}"
     return (
         f"step {metrics['step']}  reward {metrics['reward_mean']:.3f}  pass {metrics['pass_rate']:.3f}  "
-        f"tools {metrics['tool_calls']:.2f}  kl {metrics.get('approx_kl', 0.0):+.4f}  {metrics['seconds']:.1f}s"
+        f"tools {metrics['tool_calls']:.2f}  {kl}  {metrics['seconds']:.1f}s"
     )
 
 

@@ -186,7 +186,7 @@ def test_a_spare_blank_page_goes_before_a_running_trajectorys(tool, worker):
         (spare,) = worker.spare
         assert spare.page is not None and len(worker.with_page) == 1  # 2 pages: the spare's and c's
         assert tool.run({"action": "read"}, b).output.startswith("Page A")  # b's page back ...
-        assert spare.page is None and c.page is not None and worker.evictions == evictions  # ... in place of the spare's
+        assert spare.page is None and c.page is not None and worker.evictions == evictions  # ... for the spare's
     finally:
         worker.max_pages = saved
         for state in (a, b, c):
