@@ -6,7 +6,8 @@ baseline generates the same number of tokens for the same number of sequences wi
 batch and no tools. Printed: trajectories/s, generated tokens/s, and the ratio (target: the loop keeps at least
 80% of raw generation throughput), for the loop in plain rounds (the default) and with
 `rollout.overlap_tools=true` (two halves of the batch take turns, so one half's tool calls run while the other
-generates). Medians over repeats.
+generates); and, for each loop, the share of its wall time spent inside generate calls and the tokens/s of
+those calls alone (what is left once the tools are hidden). Medians over repeats.
 
 Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3]` (without --model it first fits the tiny model to
 the task's demonstrations with SFT, so that it calls tools as a trained agent does).
