@@ -5,7 +5,8 @@ browser contexts (the default: a finished trajectory's context and blank page go
 baseline in the same run, with `recycle_contexts: false` (a new context and page per trajectory). Prints steps/s
 of each and their ratio; medians over `--repeats`.
 
-Run: `python benchmarks/browser.py [--task web-qa] [--demos 128] [--repeats 1]` (about 7 min on 2 CPU cores).
+Run: `python benchmarks/browser.py [--task web-qa] [--demos 64] [--repeats 1]` (3.5 min at the defaults on 2 CPU
+cores).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from agentrl.train.sft import expert_trajectories
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="web-qa")
-    parser.add_argument("--demos", type=int, default=128)
+    parser.add_argument("--demos", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 

@@ -222,14 +222,16 @@ class BrowserWorker:
         Most, not least: the agent loop advances its trajectories in rounds, each acting once per round in the
         same order, a cycle on which least-recently-used eviction closes exactly the page needed next.
         """
-        while len(self.with_page) + sum(s.page is not None for s in self.spare) >= self.max_pages:
-            spare = next((s for s in self.spare if s.page is not None), None)
-            if spare is not None:
-                await spare.close_page()
+        while True:
+            spare_pages = [s for s in self.spare if s.page is not None]
+            if len(self.with_page) + len(spare_pages) < self.max_pages:
+                return
+            if spare_pages:
+                await spare_pages[0].close_page()
                 continue
             idle = next((h for h in reversed(self.with_page) if not h.busy), None)
             if idle is None:  # every page is mid-action: over the cap for now
-                break
+                return
             self.evictions += 1
             self.with_page.pop(idle)
             await idle.drop_page()
