@@ -83,10 +83,13 @@ class RolloutConfig(Section):
     """Nucleus sampling threshold."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
-    overlap_tools: bool = False
-    """Split the batch into two halves that take turns, so one half's tool calls run while the other generates
-    (the order of generate calls stays fixed: seeded runs sample the same tokens). Off by default: on a small
-    CPU machine, where tools and the model share the cores, it measured slower (benchmarks/rollout.py)."""
+    schedule: Literal["rounds", "halves", "continuous"] = "rounds"
+    """How generation and tool calls interleave. rounds: all waiting trajectories generate, then all their tool
+    calls run. halves: two halves of the batch take turns, one generating while the other's tool calls run.
+    Both keep the order of generate calls fixed, so a seeded run samples the same tokens. continuous: a
+    trajectory rejoins the running decode batch as soon as its tool call returns (continuous batching; engines
+    with `stream`, else rounds); fastest, but which rows decode together depends on tool timing, so sampled
+    tokens are not reproducible (benchmarks/rollout.py compares the three)."""
 
 
 class AlgoConfig(Section):

@@ -4,10 +4,11 @@ The loop samples `--group` trajectories for each of `--problems` prompts with th
 python for arith-python): model turns, tool calls, observations fed back, until each trajectory answers. The
 baseline generates the same number of tokens for the same number of sequences with `model.generate` in one
 batch and no tools. Printed: trajectories/s, generated tokens/s, and the ratio (target: the loop keeps at least
-80% of raw generation throughput), for the loop in plain rounds (the default) and with
-`rollout.overlap_tools=true` (two halves of the batch take turns, so one half's tool calls run while the other
-generates); and, for each loop, the share of its wall time spent inside generate calls and the tokens/s of
-those calls alone (what is left once the tools are hidden). Medians over repeats.
+80% of raw generation throughput), for each `rollout.schedule`: rounds (the default), halves (two halves of the
+batch take turns, so one half's tool calls run while the other generates) and continuous (continuous batching:
+a trajectory's next turn joins the running decode batch as soon as its tool call returns); and, for each loop,
+the share of its wall time spent generating (in generate calls, or in the continuous stream's decode steps)
+and the tokens/s of that time alone (what is left once the tools are hidden). Medians over repeats.
 
 Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3]` (without --model it first fits the tiny model to
 the task's demonstrations with SFT, so that it calls tools as a trained agent does).
@@ -27,28 +28,55 @@ from timing import median_time, plain_generate
 
 from agentrl.config import build_config
 from agentrl.engines import HFEngine, SamplingParams
+from agentrl.engines.base import Stream
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
-from agentrl.rollout.chain import AgentLoop, chat_prompt_ids
+from agentrl.rollout.chain import AgentLoop, ModelPolicy, chat_prompt_ids
 from agentrl.tasks import load_task
 from agentrl.tools import build_tools
 from agentrl.train.metrics import rollout_metrics
 from agentrl.train.sft import expert_trajectories, sft
 from agentrl.trajectory import Trajectory
 
+SCHEDULES = ("rounds", "halves", "continuous")
+
 
 class TimedPolicy:
-    """A policy that sums the seconds spent in it: the loop's time generating, apart from tools and bookkeeping."""
+    """A policy that sums the seconds spent in it (generate calls, or decode steps of its stream): the loop's time
+    generating, apart from tools and bookkeeping."""
 
-    def __init__(self, policy: Callable[[list[Trajectory]], list]):
+    def __init__(self, policy: ModelPolicy):
         self.policy, self.seconds = policy, 0.0
 
     def __call__(self, trajs: list[Trajectory]) -> list:
+        return self.timed(self.policy, trajs)
+
+    def stream(self) -> TimedStream:
+        return TimedStream(self, self.policy.stream())
+
+    def timed(self, fn: Callable, *args):
         start = time.perf_counter()
         try:
-            return self.policy(trajs)
+            return fn(*args)
         finally:
             self.seconds += time.perf_counter() - start
+
+
+class TimedStream:
+    def __init__(self, timer: TimedPolicy, stream: Stream):
+        self.timer, self.stream = timer, stream
+
+    def add(self, *args) -> None:
+        self.stream.add(*args)
+
+    def step(self) -> list:
+        return self.timer.timed(self.stream.step)
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def time_loop(run: Callable[[], list[Trajectory]], policy: TimedPolicy, repeats: int):
@@ -92,11 +120,11 @@ def main() -> None:
             loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
         )
         loops = {}
-        for overlap in (True, False):
-            loop.cfg = cfg.rollout.model_copy(update={"overlap_tools": overlap})
-            loops[overlap] = time_loop(lambda: loop.run(problems, args.group, policy), policy, args.repeats)
+        for schedule in SCHEDULES:
+            loop.cfg = cfg.rollout.model_copy(update={"schedule": schedule})
+            loops[schedule] = time_loop(lambda: loop.run(problems, args.group, policy), policy, args.repeats)
 
-    trajs = loops[True][2]
+    trajs = loops["rounds"][2]
     stats = rollout_metrics(trajs)
     n_seq = len(trajs)
     tokens = sum(t.num_generated for t in trajs)
@@ -114,8 +142,8 @@ def main() -> None:
     )
     print(f"{'measure':<44}{'traj/s':>10}{'tokens/s':>10}{'vs generate':>13}{'generating':>12}{'gen tok/s':>11}")
     print(f"{'plain batched model.generate (baseline)':<44}{n_seq / t_plain:>10.1f}{plain_tps:>10.0f}{1:>13.2f}")
-    for overlap, (seconds, generating, run) in loops.items():
-        label = "agent loop, tools overlap generation" if overlap else "agent loop, rounds (overlap_tools=false)"
+    for schedule, (seconds, generating, run) in loops.items():
+        label = f"agent loop, schedule={schedule}"
         tokens = sum(t.num_generated for t in run)
         print(
             f"{label:<44}{len(run) / seconds:>10.1f}{tokens / seconds:>10.0f}{tokens / seconds / plain_tps:>13.2f}"
@@ -123,7 +151,8 @@ def main() -> None:
         )
     print(
         "generating: the share of the loop's wall time spent in generate calls (the rest: tool calls not hidden "
-        "behind generation, and bookkeeping); gen tok/s: tokens per second of those calls alone"
+        "behind generation, and bookkeeping; continuous: in decode steps of its stream); gen tok/s: tokens per "
+        "second of those calls alone"
     )
 
 

@@ -36,6 +36,27 @@ class Generation:
     finish_reason: str = "length"  # "stop" (stop rule), "eos", or "length"
 
 
+class Stream(Protocol):
+    """Continuous batching: rows join a running decode batch while others decode (engines that can, e.g. `hf`,
+    have `stream(params, stop)`; the agent loop's continuous schedule uses it)."""
+
+    def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
+        """Queue a prompt; `tag` comes back with its generation, `key` names the conversation it continues."""
+        ...
+
+    def step(self) -> list[tuple[Hashable, Generation]]:
+        """Decode one token for every row in the batch; return the rows that finished."""
+        ...
+
+    def __len__(self) -> int:
+        """Rows queued, decoding, or finished and not yet returned."""
+        ...
+
+    def close(self) -> None:
+        """Drop the rows still decoding (the caller stopped early)."""
+        ...
+
+
 class Engine(Protocol):
     generator: torch.Generator
     """Seeds sampling; checkpointed with the run so a resumed run samples what an unbroken one would."""
@@ -56,3 +77,18 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def decode_all(
+    stream: Stream, prompts: Sequence[list[int]], keys: Sequence[Hashable] | None = None
+) -> list[Generation]:
+    """Every prompt through `stream` to its end, in order: `generate` for an engine that streams."""
+    for row, (prompt, key) in enumerate(zip(prompts, keys or [None] * len(prompts), strict=True)):
+        stream.add(row, prompt, key)
+    out: dict[int, Generation] = {}
+    try:
+        while stream:
+            out.update(stream.step())
+    finally:
+        stream.close()
+    return [out[row] for row in range(len(prompts))]

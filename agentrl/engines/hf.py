@@ -5,24 +5,28 @@ each under the sampling distribution, stops rows on tool-call markers cheaply, a
 `torch.Generator` whose state the trainer checkpoints (so a resumed run samples what an unbroken one would).
 
 Multi-turn prefix reuse: a row that stops on a tool call keeps its keys and values (under the caller's key for
-that conversation) until the next call, which then prefills only the new tokens (the observation) instead of
+that conversation) until its next turn, which then prefills only the new tokens (the observation) instead of
 the whole conversation again. Without it every turn re-prefills everything before it, which costs more than
-decoding on a small model with a large batch. Kept state lives for the next KEEP_CALLS calls (the agent loop
-alternates two halves of its batch) and is dropped when the weights change.
+decoding on a small model with a large batch. Kept state lives for the next KEEP_STREAMS decode streams (a
+generate call is one; the agent loop's halves alternate two; its continuous schedule runs one for the whole
+batch) and is dropped when the weights change.
+
+Continuous batching (`DecodeStream`): rows join the decode batch while others decode, so an agent loop keeps
+the model busy while tool calls run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule
+from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all
 
-KEEP_CALLS = 2
-"""A kept prefix not continued within this many generate calls is dropped (its conversation ended)."""
+KEEP_STREAMS = 2
+"""A kept prefix not continued within this many decode streams is dropped (its conversation ended)."""
 
 
 @dataclass
@@ -31,8 +35,8 @@ class _KeptPrefix:
 
     ids: list[int]
     kv: list[tuple[torch.Tensor, torch.Tensor]]
-    call: int
-    """The generate call that kept it."""
+    stream: int
+    """The decode stream that kept it."""
 
 
 class HFEngine:
@@ -43,7 +47,7 @@ class HFEngine:
         self.max_length = max_length
         self.generator = torch.Generator().manual_seed(seed)
         self._kept: dict[Hashable, _KeptPrefix] = {}
-        self._calls = 0
+        self._streams = 0
 
     @property
     def device(self) -> torch.device:
@@ -79,37 +83,42 @@ class HFEngine:
             return None
         return kept
 
-    def _prefill(self, prompts: Sequence[list[int]], keys: Sequence[Hashable | None]):
-        """Feed every row's prompt (after its kept prefix); return the last logits, cache, mask and next positions.
+    def stream(self, params: SamplingParams, stop: StopRule | None = None) -> DecodeStream:
+        """A decode batch that rows join and leave one by one (continuous batching): see `DecodeStream`."""
+        self._streams += 1
+        return DecodeStream(self, params, stop)
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        stop: StopRule | None = None,
+        keys: Sequence[Hashable] | None = None,
+    ) -> list[Generation]:
+        """All rows decode together, in lockstep, until each one stops."""
+        return decode_all(self.stream(params, stop), prompts, keys)
+
+    def _prefill(self, prompts: Sequence[list[int]], keys: Sequence[Hashable | None]) -> _Batch:
+        """Feed every row's prompt (after its kept prefix): the rows' last logits, cache, mask and next positions.
 
         Rows are prefilled in groups of similar length, then merged into one batch: one long observation
         would otherwise pad every row of the batch to its length.
         """
         kept = [self._reusable(p, k) for p, k in zip(prompts, keys, strict=True)]
-        self._calls, used = self._calls + 1, set(keys)
-        self._kept = {k: v for k, v in self._kept.items() if k not in used and self._calls - v.call < KEEP_CALLS}
+        used = set(keys)
+        self._kept = {k: v for k, v in self._kept.items() if k not in used and self._streams - v.stream < KEEP_STREAMS}
         cached = [len(k.ids) if k else 0 for k in kept]
         fresh = [p[c:] for p, c in zip(prompts, cached, strict=True)]
         groups = prefill_groups([len(f) for f in fresh])
         if len(groups) == 1:  # one forward, in the batch's own order: nothing to merge
-            logits, cache, mask = self._prefill_group(list(range(len(fresh))), kept, fresh)
-            return logits, cache, mask, mask.sum(-1, keepdim=True)
-        parts = [self._prefill_group(g, kept, fresh) for g in groups]
+            return self._prefill_group(list(range(len(fresh))), kept, fresh)
         order = torch.tensor([row for g in groups for row in g])
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order))
-        inverse = inverse.to(self.device)
-        width = max(m.shape[1] for _, _, m in parts)
-        logits = torch.cat([lg for lg, _, _ in parts])[inverse]
-        mask = torch.cat([_left_pad(m, width) for _, _, m in parts])[inverse]
-        layers = []
-        for i in range(len(parts[0][1].layers)):
-            k, v = ([_left_pad(getattr(c.layers[i], name), width) for _, c, _ in parts] for name in ("keys", "values"))
-            layers.append((torch.cat(k)[inverse], torch.cat(v)[inverse]))
-        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
-        return logits, cache, mask, mask.sum(-1, keepdim=True)
+        merged = _Batch.merge([self._prefill_group(g, kept, fresh) for g in groups], self.model.config)
+        return merged.select(inverse.to(self.device))
 
-    def _prefill_group(self, rows: list[int], kept: list[_KeptPrefix | None], fresh: list[list[int]]):
+    def _prefill_group(self, rows: list[int], kept: list[_KeptPrefix | None], fresh: list[list[int]]) -> _Batch:
         """One forward over `rows`: layout per row [pad | kept prefix][pad | new tokens], pads masked out and
         positions counting real tokens only, so the holes change nothing."""
         cached = [len(kept[r].ids) if kept[r] else 0 for r in rows]
@@ -135,71 +144,164 @@ class HFEngine:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
         result = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-        return result.logits[:, -1, :], result.cache, mask
+        return _Batch(result.logits[:, -1, :], result.cache, mask, mask.sum(-1, keepdim=True))
 
     def _keep(self, key: Hashable, cache: DynamicCache, row: int, row_mask: torch.Tensor, ids: list[int]) -> None:
         """Keep a row's keys and values for `ids` (its prompt and all but its last generated token)."""
         where = row_mask.nonzero().squeeze(-1)[: len(ids)]
         kv = [(layer.keys[row][:, where], layer.values[row][:, where]) for layer in cache.layers]
-        self._kept[key] = _KeptPrefix(ids, kv, self._calls)
+        self._kept[key] = _KeptPrefix(ids, kv, self._streams)
+
+
+@dataclass
+class _Row:
+    tag: Hashable
+    """The caller's name for this request, returned with its generation."""
+    prompt: list[int]
+    key: Hashable | None
+    """The conversation it continues (prefix reuse), if any."""
+    budget: int
+    gen: Generation = field(default_factory=lambda: Generation([]))
+
+
+@dataclass
+class _Batch:
+    """Rows decoding together: each row's next-token logits, the KV cache, the attention mask (left-padded,
+    holes where a row fed padding) and each row's next position."""
+
+    logits: torch.Tensor
+    cache: DynamicCache
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> _Batch:
+        self.cache.batch_select_indices(index)
+        return _Batch(self.logits[index], self.cache, self.mask[index], self.positions[index]).trimmed()
+
+    @staticmethod
+    def merge(parts: Sequence[_Batch], config) -> _Batch:
+        """The parts' rows in order, each right-aligned to the widest mask."""
+        width = max(p.mask.shape[1] for p in parts)
+        layers = []
+        for i in range(len(parts[0].cache.layers)):
+            k, v = ([_left_pad(getattr(p.cache.layers[i], name), width) for p in parts] for name in ("keys", "values"))
+            layers.append((torch.cat(k), torch.cat(v)))
+        return _Batch(
+            torch.cat([p.logits for p in parts]),
+            DynamicCache(ddp_cache_data=layers, config=config),
+            torch.cat([_left_pad(p.mask, width) for p in parts]),
+            torch.cat([p.positions for p in parts]),
+        ).trimmed()
+
+    def trimmed(self) -> _Batch:
+        """Without the leading columns that no row attends to (left by rows that left the batch)."""
+        first = int(self.mask.any(0).long().argmax())
+        if first == 0:
+            return self
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+        return _Batch(self.logits, self.cache, self.mask[:, first:], self.positions)
+
+
+class DecodeStream:
+    """Rows sampled in one decode batch, which new rows may join while others decode (continuous batching).
+
+    `add` queues a prompt; each `step` samples one token for every row in the batch and returns the rows that
+    finished, as (tag, generation). An agent loop adds a trajectory's next turn as soon as its tool call returns,
+    so the batch stays full while tools run, and no turn waits for the longest row of a round. Joining and leaving
+    rebuild the batch's cache, so both wait until they would change a quarter of it (or the batch is empty).
+    Rows sample from the engine's one generator in batch order: the tokens a row gets depend on which rows decode
+    beside it, i.e. on when tool calls return.
+    """
+
+    def __init__(self, engine: HFEngine, params: SamplingParams, stop: StopRule | None):
+        self.engine, self.params, self.stop = engine, params, stop
+        self._waiting: list[_Row] = []
+        self._ready: list[tuple[Hashable, Generation]] = []
+        self._rows: list[_Row] = []
+        """Batch position -> row; `_going[i]` is False once row i finished (it feeds padding until it leaves)."""
+        self._going: list[bool] = []
+        self._batch: _Batch | None = None
+
+    def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
+        """Queue `prompt` (it joins the batch at a coming step); `key` names the conversation it continues."""
+        engine = self.engine
+        budget = max(0, min(self.params.max_new_tokens, engine.max_length - len(prompt)))
+        row = _Row(tag, list(prompt), key, budget)
+        if budget:
+            self._waiting.append(row)
+        else:
+            self._ready.append((tag, row.gen))
+
+    def __len__(self) -> int:
+        """Rows queued, decoding or finished and not yet returned."""
+        return len(self._waiting) + len(self._ready) + self._going.count(True)
+
+    def close(self) -> None:
+        self._waiting, self._ready, self._rows, self._going, self._batch = [], [], [], [], None
 
     @torch.inference_mode()
-    def generate(
-        self,
-        prompts: Sequence[list[int]],
-        params: SamplingParams,
-        stop: StopRule | None = None,
-        keys: Sequence[Hashable] | None = None,
-    ) -> list[Generation]:
-        """Decode all rows in lockstep; finished rows leave the batch once they are a quarter of it (so a few long
-        rows do not drag the whole batch's compute along)."""
-        if not prompts:
-            return []
-        keys = list(keys) if keys is not None else [None] * len(prompts)
-        budget = [max(0, min(params.max_new_tokens, self.max_length - len(p))) for p in prompts]
-        out = [Generation([], [], "length") for _ in prompts]
-        live = [row for row, b in enumerate(budget) if b > 0]  # batch position -> row
-        if not live:
-            return out
-        logits, cache, mask, positions = self._prefill([prompts[r] for r in live], [keys[r] for r in live])
-        eos = self.eos.to(self.device)
-        going = [True] * len(live)
-        while True:
-            token, logp = self._sample(logits, params)
-            is_eos, tokens, logps = torch.isin(token, eos).tolist(), token.tolist(), logp.tolist()
-            for i, row in enumerate(live):
-                if not going[i]:
-                    continue
-                gen = out[row]
-                gen.token_ids.append(tokens[i])
-                gen.logprobs.append(logps[i])
-                if is_eos[i]:
-                    gen.finish_reason = "eos"
-                elif stop is not None and tokens[i] in stop.trigger_ids and stop.check(gen.token_ids):
-                    gen.finish_reason = "stop"
-                elif len(gen.token_ids) < budget[row]:
-                    continue
-                going[i] = False
-                if keys[row] is not None and gen.finish_reason == "stop":  # a tool call: the conversation goes on
-                    self._keep(keys[row], cache, i, mask[i], list(prompts[row]) + gen.token_ids[:-1])
-            if not any(going):
-                return out
-            if going.count(False) * 4 >= len(live):  # a quarter of the batch is finished: drop those rows
-                index = torch.tensor([i for i, g in enumerate(going) if g], device=self.device)
-                cache.batch_select_indices(index)
-                live, mask, positions, token = (
-                    [live[i] for i in index.tolist()],
-                    mask[index],
-                    positions[index],
-                    token[index],
-                )
-                going = [True] * len(live)
-            fed = torch.tensor(going, dtype=mask.dtype, device=self.device)[:, None]  # finished rows feed padding
-            mask = torch.cat([mask, fed], dim=1)
-            result = self.model(
-                input_ids=token[:, None], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
-            )
-            cache, logits, positions = result.cache, result.logits[:, -1, :], positions + 1
+    def step(self) -> list[tuple[Hashable, Generation]]:
+        if self._waiting and 4 * (len(self._waiting) + self._going.count(False)) >= len(self._rows):
+            self._admit()
+        finished, self._ready = self._ready, []
+        if self._batch is None:
+            return finished
+        engine, batch, stop = self.engine, self._batch, self.stop
+        token, logp = engine._sample(batch.logits, self.params)
+        is_eos, tokens, logps = torch.isin(token, engine.eos.to(token.device)).tolist(), token.tolist(), logp.tolist()
+        for i, row in enumerate(self._rows):
+            if not self._going[i]:
+                continue
+            gen = row.gen
+            gen.token_ids.append(tokens[i])
+            gen.logprobs.append(logps[i])
+            if is_eos[i]:
+                gen.finish_reason = "eos"
+            elif stop is not None and tokens[i] in stop.trigger_ids and stop.check(gen.token_ids):
+                gen.finish_reason = "stop"
+            elif len(gen.token_ids) < row.budget:
+                continue
+            self._going[i] = False
+            finished.append((row.tag, gen))
+            if row.key is not None and gen.finish_reason == "stop":  # a tool call: the conversation goes on
+                engine._keep(row.key, batch.cache, i, batch.mask[i], row.prompt + gen.token_ids[:-1])
+        if not any(self._going):
+            self._rows, self._going, self._batch = [], [], None
+            return finished
+        if self._going.count(False) * 4 >= len(self._rows):  # a quarter of the batch is finished: drop those rows
+            index = self._going_rows()
+            batch, token = self._leave(index), token[index]
+        fed = torch.tensor(self._going, dtype=batch.mask.dtype, device=batch.mask.device)[:, None]
+        mask = torch.cat([batch.mask, fed], dim=1)  # finished rows feed padding
+        result = engine.model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=batch.positions,
+            cache=batch.cache,
+            use_cache=True,
+        )
+        self._batch = _Batch(result.logits[:, -1, :], result.cache, mask, batch.positions + 1)
+        return finished
+
+    def _going_rows(self) -> torch.Tensor:
+        return torch.tensor([i for i, g in enumerate(self._going) if g], device=self.engine.device)
+
+    def _leave(self, index: torch.Tensor) -> _Batch:
+        """Drop the finished rows (all but `index`) from the batch."""
+        self._rows = [r for r, g in zip(self._rows, self._going, strict=True) if g]
+        self._going = [True] * len(self._rows)
+        self._batch = self._batch.select(index)
+        return self._batch
+
+    def _admit(self) -> None:
+        """Prefill the queued rows and merge them into the batch (the finished rows leave it first)."""
+        rows, self._waiting = self._waiting, []
+        new = self.engine._prefill([r.prompt for r in rows], [r.key for r in rows])
+        if self._batch is not None:
+            new = _Batch.merge([self._leave(self._going_rows()), new], self.engine.model.config)
+        self._batch, self._rows = new, self._rows + rows
+        self._going = [True] * len(self._rows)
 
 
 def prefill_groups(lengths: Sequence[int], forward_cost: int = 32) -> list[list[int]]:

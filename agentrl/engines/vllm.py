@@ -22,12 +22,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule
+from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all
 from agentrl.errors import AgentRLError
 
 INSTALL_HINT = (
@@ -122,34 +123,11 @@ class VLLMEngine:
         keys: Sequence[Hashable] | None = None,
     ) -> list[Generation]:
         """`keys` are not needed: vLLM's prefix cache finds a conversation's earlier turns by their tokens."""
-        out = [Generation([], [], "length") for _ in prompts]
-        budget = [max(0, min(params.max_new_tokens, self.max_length - len(p))) for p in prompts]
-        stop_ids = sorted(self.eos | (stop.trigger_ids if stop is not None else frozenset()))
-        engine = self.llm.llm_engine
-        rows: dict[str, int] = {}
+        return decode_all(self.stream(params, stop), prompts)
 
-        def submit(row: int) -> None:
-            request_id = f"agentrl-{next(self._ids)}"
-            rows[request_id] = row
-            left = budget[row] - len(out[row].token_ids)
-            prompt = {"prompt_token_ids": list(prompts[row]) + out[row].token_ids}
-            engine.add_request(request_id, prompt, self._request_params(params, left, stop_ids))
-
-        for row in range(len(prompts)):
-            if budget[row] > 0:
-                submit(row)
-        try:
-            while engine.has_unfinished_requests():
-                for result in engine.step():
-                    if not result.finished:
-                        continue
-                    row = rows.pop(result.request_id)
-                    if self._take(out[row], result, stop) and len(out[row].token_ids) < budget[row]:
-                        submit(row)  # stopped on a trigger, but the call is not complete yet: go on
-        except BaseException:
-            engine.abort_request(list(rows))
-            raise
-        return out
+    def stream(self, params: SamplingParams, stop: StopRule | None = None) -> VLLMStream:
+        """Requests join vLLM's running batch as they are added (its scheduler batches continuously)."""
+        return VLLMStream(self, params, stop)
 
     def _take(self, gen: Generation, result, stop: StopRule | None) -> bool:
         """Append a finished request's ids and log-probs; decide the finish reason. True: the row goes on."""
@@ -214,3 +192,60 @@ class VLLMEngine:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@dataclass
+class _Request:
+    tag: Hashable
+    prompt: list[int]
+    budget: int
+    gen: Generation = field(default_factory=lambda: Generation([]))
+
+
+class VLLMStream:
+    """The `Stream` protocol on vLLM's engine: `add` submits a request, `step` runs one engine step."""
+
+    def __init__(self, engine: VLLMEngine, params: SamplingParams, stop: StopRule | None):
+        self.engine, self.params, self.stop = engine, params, stop
+        self._stop_ids = sorted(engine.eos | (stop.trigger_ids if stop is not None else frozenset()))
+        self._requests: dict[str, _Request] = {}
+        self._ready: list[tuple[Hashable, Generation]] = []
+
+    def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
+        budget = max(0, min(self.params.max_new_tokens, self.engine.max_length - len(prompt)))
+        request = _Request(tag, list(prompt), budget)
+        if budget:
+            self._submit(request)
+        else:
+            self._ready.append((tag, request.gen))
+
+    def _submit(self, request: _Request) -> None:
+        engine = self.engine
+        request_id = f"agentrl-{next(engine._ids)}"
+        self._requests[request_id] = request
+        left = request.budget - len(request.gen.token_ids)
+        prompt = {"prompt_token_ids": request.prompt + request.gen.token_ids}
+        engine.llm.llm_engine.add_request(request_id, prompt, engine._request_params(self.params, left, self._stop_ids))
+
+    def __len__(self) -> int:
+        return len(self._requests) + len(self._ready)
+
+    def step(self) -> list[tuple[Hashable, Generation]]:
+        finished, self._ready = self._ready, []
+        if not self._requests:
+            return finished
+        for result in self.engine.llm.llm_engine.step():
+            request = self._requests.pop(result.request_id, None) if result.finished else None
+            if request is None:  # still decoding
+                continue
+            if self.engine._take(request.gen, result, self.stop) and len(request.gen.token_ids) < request.budget:
+                self._submit(request)  # stopped on a trigger, but the call is not complete yet: go on
+            else:
+                finished.append((request.tag, request.gen))
+        return finished
+
+    def close(self) -> None:
+        """Abort the requests still running (after an error: they would hold the engine's batch)."""
+        if self._requests:
+            self.engine.llm.llm_engine.abort_request(list(self._requests))
+            self._requests.clear()

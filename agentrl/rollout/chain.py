@@ -1,9 +1,10 @@
 """The agent loop: generate until a tool call ends or the model stops, run the call, feed the observation back.
 
 Many trajectories advance together: generation is batched across the trajectories waiting for the model, and
-their tool calls run concurrently on a thread pool (with `overlap_tools`, while the other half of the batch
-generates). Token-exact: a trajectory keeps the ids the model generated and the ids of each observation as fed
-back; nothing is re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that
+their tool calls run concurrently on a thread pool (`rollout.schedule`: in rounds, in two halves that take
+turns, or continuously, each trajectory rejoining the running decode batch as soon as its call returns).
+Token-exact: a trajectory keeps the ids the model generated and the ids of each observation as fed back;
+nothing is re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that
 dies becomes an error observation on that step; the batch goes on. A guard (optional) checks each tool call
 before it runs and each observation or final message after.
 """
@@ -12,19 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from agentrl.config import RolloutConfig
-from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule
+from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule, Stream
 from agentrl.rollout.parsers import FORMATS, FinalAnswer, ParseError, ToolCall
 from agentrl.tasks import Problem, Task
 from agentrl.tools.base import Tool, ToolResult, ToolState
 from agentrl.trajectory import GuardEvent, Step, Trajectory
 
-# Given the trajectories waiting for the model, return each one's next message.
+# Given the trajectories waiting for the model, return each one's next message. A policy may also have
+# `stream() -> Stream | None` (ModelPolicy does), which the continuous schedule uses.
 Policy = Callable[[list[Trajectory]], list[Generation]]
 ToolStates = dict[str, ToolState | None]
 REPLAY = "replay"
@@ -62,6 +64,32 @@ class Branch:
         for states in self.snapshots.values():
             _close_states(states)
         self.snapshots = {}
+
+
+@dataclass
+class ModelPolicy:
+    """Samples the next messages from an engine. Each trajectory object names its conversation, so the engine may
+    reuse the prefill of its earlier turns."""
+
+    engine: Engine
+    params: SamplingParams
+    stop: StopRule
+
+    def __call__(self, trajs: list[Trajectory]) -> list[Generation]:
+        return self.engine.generate([t.context_ids for t in trajs], self.params, self.stop, [id(t) for t in trajs])
+
+    def stream(self) -> Stream | None:
+        """A continuous-batching stream, if the engine has one."""
+        stream = getattr(self.engine, "stream", None)
+        return stream(self.params, self.stop) if stream is not None else None
+
+
+def _abandon(futures: list[Future], exc: BaseException) -> None:
+    """After an error: drop the queued tool calls, let the running ones end (the branches' states close next, in
+    closing_branches), unless on Ctrl-C."""
+    pending = [f for f in futures if not f.cancel()]
+    if not isinstance(exc, KeyboardInterrupt):
+        wait(pending)
 
 
 def _close_states(states: dict[str, ToolState | str | None]) -> None:
@@ -122,11 +150,8 @@ class AgentLoop:
             check=lambda ids: self.format.call_complete(self.tokenizer.decode(ids, skip_special_tokens=True)),
         )
 
-    def model_policy(self, engine: Engine, params: SamplingParams) -> Policy:
-        # each trajectory object names its conversation: the engine may reuse its earlier turns' prefill
-        return lambda trajs: engine.generate(
-            [t.context_ids for t in trajs], params, self.stop_rule, [id(t) for t in trajs]
-        )
+    def model_policy(self, engine: Engine, params: SamplingParams) -> ModelPolicy:
+        return ModelPolicy(engine, params, self.stop_rule)
 
     def scripted_policy(self, messages: dict[str, list[str]]) -> Policy:
         """Replays fixed assistant messages (by problem id): expert demonstrations through the real loop."""
@@ -178,14 +203,20 @@ class AgentLoop:
         return Branch(parent.problem, traj, states)
 
     def advance(self, branches: Sequence[Branch], policy: Policy, snapshots: bool = False) -> None:
-        """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step.
-
-        With `overlap_tools` the branches form two halves that take turns: one half generates while the other's
-        tool calls run. The generate calls keep a fixed order (first half, second half, first ...), each after
-        its half's calls are done, so a seeded run samples the same tokens however long the tools take.
-        """
+        """Run every branch until it ends. With `snapshots`, keep the tools' state after each non-final step."""
         active = [b for b in branches if not b.traj.done]
-        halves = [active[0::2], active[1::2]] if self.cfg.overlap_tools and len(active) > 1 else [active]
+        open_stream = getattr(policy, "stream", None) if self.cfg.schedule == "continuous" else None
+        stream = open_stream() if open_stream is not None else None
+        if stream is not None:
+            self._advance_continuously(active, stream, snapshots)
+        else:
+            self._advance_in_turns(active, policy, snapshots)
+
+    def _advance_in_turns(self, active: list[Branch], policy: Policy, snapshots: bool) -> None:
+        """Rounds, or (schedule halves) two halves that take turns: one half generates while the other's tool
+        calls run. The generate calls keep a fixed order (first half, second half, first ...), each after its
+        half's calls are done, so a seeded run samples the same tokens however long the tools take."""
+        halves = [active[0::2], active[1::2]] if self.cfg.schedule == "halves" and len(active) > 1 else [active]
         acting: list[list[Future]] = [[] for _ in halves]
         try:
             while any(halves):
@@ -197,11 +228,34 @@ class AgentLoop:
                         generations = policy([b.traj for b in halves[i]])
                         work = [(b, self._take_message(b.traj, g)) for b, g in zip(halves[i], generations, strict=True)]
                         acting[i] = [self.pool.submit(self._act, b, call, snapshots) for b, call in work]
-        except BaseException as exc:  # the tool calls in flight: drop the queued ones, let the running ones end
-            pending = [f for futures in acting for f in futures if not f.cancel()]
-            if not isinstance(exc, KeyboardInterrupt):  # the branches' states close next (closing_branches)
-                wait(pending)
+        except BaseException as exc:
+            _abandon([f for futures in acting for f in futures], exc)
             raise
+
+    def _advance_continuously(self, active: list[Branch], stream: Stream, snapshots: bool) -> None:
+        """Each branch's next turn joins the running decode batch as soon as its tool call returns; the model
+        decodes while tools run, and no turn waits for the slowest trajectory of a round."""
+        acting: dict[Future, int] = {}
+        for i, b in enumerate(active):
+            stream.add(i, b.traj.context_ids, id(b.traj))
+        try:
+            while stream or acting:
+                if stream:
+                    for i, gen in stream.step():
+                        call = self._take_message(active[i].traj, gen)
+                        acting[self.pool.submit(self._act, active[i], call, snapshots)] = i
+                else:
+                    wait(acting, return_when=FIRST_COMPLETED)
+                for future in [f for f in acting if f.done()]:
+                    i = acting.pop(future)
+                    future.result()
+                    if not active[i].traj.done:
+                        stream.add(i, active[i].traj.context_ids, id(active[i].traj))
+        except BaseException as exc:
+            _abandon(list(acting), exc)
+            raise
+        finally:
+            stream.close()
 
     def score(self, trajs: Sequence[Trajectory], problems: Sequence[Problem]) -> None:
         """The verifier's score of each answer; reward = score - guard penalties.

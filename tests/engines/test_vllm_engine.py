@@ -34,6 +34,7 @@ def vllm(request, tmp_path_factory) -> dict:
         {"name": "greedy", "phase": "A", "stop": None, **greedy},
         {"name": "fenced", "phase": "A", "stop": "fenced", **greedy},
         {"name": "hermes", "phase": "A", "stop": "hermes", **greedy},
+        {"name": "staggered", "phase": "A", "stop": "fenced", "staggered": True, **greedy},
         *(
             {"name": name, "phase": "A", "stop": None, "prompts": sampled, "params": asdict(SAMPLED), "seed": seed}
             for name, seed in (("sampled", 1), ("sampled_again", 1), ("sampled_other_seed", 2))
@@ -77,6 +78,11 @@ def test_stop_rule_ends_a_tool_call_like_hf(vllm, weights, fmt, row):
     # A trigger token that did not end the call came first (```python, <tool_call>): the engine went on past it.
     rule = loop_stop_rule(fmt, weights.tokenizer, MAX_LENGTH)
     assert any(token in rule.trigger_ids for token in call.token_ids[:-1])
+
+
+def test_requests_joining_a_running_stream_get_what_generate_gives(vllm, weights):
+    ref = hf_generate(weights.model_a, weights.tokenizer, weights.prompts, GREEDY, stop_format="fenced")
+    assert ids_and_finish(generations(vllm, "staggered")) == ids_and_finish(ref)
 
 
 def test_sampled_logprobs_are_the_sampling_distributions(vllm, weights):

@@ -1,8 +1,9 @@
 """The vLLM half of the engine tests, run in the vLLM venv: `python -m tests.engines.vllm_side JOB OUT`.
 
 JOB (json): `model_a`, `model_b` (transformers directories; A's holds the tokenizer), `max_length`, `dtype`,
-`syncs` (extra timed syncs to B) and `cases`: `{name, phase, prompts, params, stop, seed?, repeat?}` with
-`phase` one of A, B, A2 and `stop` a tool-call format or null. Phases run in order on one engine: A, then
+`syncs` (extra timed syncs to B) and `cases`: `{name, phase, prompts, params, stop, seed?, repeat?, staggered?}`
+with `phase` one of A, B, A2, `stop` a tool-call format or null, and `staggered` to feed the prompts through
+`engine.stream` two per step instead of one `generate` call. Phases run in order on one engine: A, then
 `sync_weights` to B, B, then back to A, A2. OUT: each case's generations, seconds per case, sync seconds.
 With `small_heads` (a model directory), OUT's `small_heads_error` is the error building an engine on it gives.
 """
@@ -55,11 +56,27 @@ def main(job_path: str, out_path: str) -> None:
                     if "seed" in case:
                         engine.generator.manual_seed(case["seed"])
                     tic = time.perf_counter()
-                    gens = engine.generate(case["prompts"], SamplingParams(**case["params"]), rules.get(case["stop"]))
+                    params, stop = SamplingParams(**case["params"]), rules.get(case["stop"])
+                    if case.get("staggered"):
+                        gens = staggered(engine.stream(params, stop), case["prompts"])
+                    else:
+                        gens = engine.generate(case["prompts"], params, stop)
                     times.append(time.perf_counter() - tic)
                 out["seconds"][case["name"]] = min(times)
                 out["results"][case["name"]] = [dataclasses.asdict(g) for g in gens]
     Path(out_path).write_text(json.dumps(out))
+
+
+def staggered(stream, prompts: list[list[int]]) -> list:
+    """Two prompts join the running batch at each step, as an agent loop's turns come back from their tools."""
+    queue, out = list(enumerate(prompts)), {}
+    while queue or stream:
+        for row, prompt in queue[:2]:
+            stream.add(row, prompt)
+        queue = queue[2:]
+        out.update(stream.step())
+    stream.close()
+    return [out[row] for row in range(len(prompts))]
 
 
 if __name__ == "__main__":  # vLLM starts its engine core in a new process, which re-imports this module

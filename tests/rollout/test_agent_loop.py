@@ -10,7 +10,7 @@ import pytest
 
 from agentrl.engines import HFEngine, SamplingParams
 
-from .loop_helpers import EchoTool, make_loop
+from .loop_helpers import EchoTool, ScriptedEngine, make_loop
 
 
 def test_scripted_episode_is_token_exact(arith_task, tokenizer):
@@ -138,12 +138,12 @@ class HandshakeTool(EchoTool):
             return self.running > 0
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_one_half_generates_while_the_other_halfs_tools_run(arith_task, tokenizer, overlap):
+@pytest.mark.parametrize("schedule", ["halves", "rounds"])
+def test_one_half_generates_while_the_other_halfs_tools_run(arith_task, tokenizer, schedule):
     problems = arith_task.problems("train", 4)
     script = ["```python\nprint(1)\n```"] * 2 + ["\\boxed{1}"]
     tool = HandshakeTool()
-    loop = make_loop(arith_task, tokenizer, tool, overlap_tools=overlap)
+    loop = make_loop(arith_task, tokenizer, tool, schedule=schedule)
     scripted = loop.scripted_policy({p.id: script for p in problems})
     overlapped = []
 
@@ -153,22 +153,79 @@ def test_one_half_generates_while_the_other_halfs_tools_run(arith_task, tokenize
 
     trajs = loop.run(problems, 2, policy)
     assert all(t.done == "answer" and t.num_tool_calls == 2 for t in trajs)
-    if overlap:  # 2 halves x 3 turns: the second half's first two turns run beside the first half's calls
+    if schedule == "halves":  # 2 halves x 3 turns: the second half's first two turns run beside the first half's calls
         assert len(overlapped) == 6 and overlapped[1] and overlapped[3]
     else:
         assert overlapped == [False] * 3
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_sampled_tokens_do_not_depend_on_how_long_tools_take(arith_task, tokenizer, tiny_model, overlap):
-    def sample(schedule: int):
+@pytest.mark.parametrize("schedule", ["halves", "rounds"])
+def test_sampled_tokens_do_not_depend_on_how_long_tools_take(arith_task, tokenizer, tiny_model, schedule):
+    def sample(tool_seed: int):
         engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=3)
-        tool = SlowEchoTool(schedule)
-        loop = make_loop(arith_task, tokenizer, tool, max_turns=3, max_new_tokens=16, overlap_tools=overlap)
+        tool = SlowEchoTool(tool_seed)
+        loop = make_loop(arith_task, tokenizer, tool, max_turns=3, max_new_tokens=16, schedule=schedule)
         trajs = loop.run(arith_task.problems("train", 3), 3, loop.model_policy(engine, SamplingParams(16)))
         return [t.response_ids for t in trajs]
 
-    assert sample(1) == sample(2)  # two schedules of tool times
+    assert sample(1) == sample(2)  # two draws of tool times
+
+
+class BlockingFirstCall(EchoTool):
+    """The first call waits (up to `patience` seconds) until the engine has handed back `turns` turns."""
+
+    def __init__(self, engine: ScriptedEngine, turns: int, patience: float):
+        super().__init__()
+        self.engine, self.turns, self.patience = engine, turns, patience
+        self.lock, self.first, self.unblocked = threading.Lock(), True, False
+
+    def run(self, args, state):
+        with self.lock:
+            first, self.first = self.first, False
+        if first:
+            deadline = time.monotonic() + self.patience
+            while self.engine.turns_returned < self.turns and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.unblocked = self.engine.turns_returned >= self.turns
+        return super().run(args, state)
+
+
+@pytest.mark.parametrize("schedule", ["continuous", "rounds"])
+def test_continuously_the_others_run_to_the_end_while_one_tool_call_blocks(arith_task, tokenizer, schedule):
+    problems = arith_task.problems("train", 3)
+    script = ["```python\nprint(1)\n```"] * 2 + ["\\boxed{1}"]
+    engine = ScriptedEngine(tokenizer, script)
+    # the blocked call's own first turn, then the 5 other trajectories' 3 turns each
+    tool = BlockingFirstCall(engine, 1 + 5 * 3, patience=10.0 if schedule == "continuous" else 0.3)
+    loop = make_loop(arith_task, tokenizer, tool, schedule=schedule)
+    trajs = loop.run(problems, 2, loop.model_policy(engine, SamplingParams(24)))
+    assert tool.unblocked == (schedule == "continuous")  # in rounds, everyone waits for the slowest call
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+    for t in trajs:
+        assert (t.done, t.answer, t.num_tool_calls) == ("answer", "1", 2)
+        assert [s.action_ids for s in t.steps] == [
+            enc(script[0]),
+            enc(script[1]),
+            enc(script[2]) + [tokenizer.eos_token_id],
+        ]
+        assert t.context_ids == t.prompt_ids + t.response_ids
+
+
+def test_continuous_batching_samples_what_rounds_sample_greedily(arith_task, tokenizer, tiny_model):
+    def sample(schedule: str):
+        engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=3)
+        loop = make_loop(arith_task, tokenizer, SlowEchoTool(1), max_turns=3, max_new_tokens=16, schedule=schedule)
+        policy = loop.model_policy(engine, SamplingParams(16, greedy=True))
+        return loop.run(arith_task.problems("train", 8), 2, policy), engine._streams
+
+    (rounds, _), (continuous, streams) = sample("rounds"), sample("continuous")
+    assert streams == 1  # the whole batch decoded in one stream
+    for a, b in zip(rounds, continuous, strict=True):
+        assert [s.action_ids for s in a.steps] == [s.action_ids for s in b.steps]
+        assert [lp for s in a.steps for lp in s.action_logprobs] == pytest.approx(
+            [lp for s in b.steps for lp in s.action_logprobs], abs=1e-4
+        )
+        assert b.context_ids == b.prompt_ids + b.response_ids
 
 
 def test_a_tool_with_a_capacity_gets_the_batch_in_waves_no_larger(arith_task, tokenizer):

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from agentrl.config import TreeConfig
+from agentrl.engines import HFEngine, SamplingParams
 from agentrl.engines.base import Generation
 from agentrl.rollout.tree import SamplingCost, expansion_nodes, sample_trees
 from agentrl.sandbox import open_sandbox
@@ -90,6 +91,16 @@ def test_expansion_nodes_are_the_root_and_non_leaf_steps(arith_task, tokenizer):
     assert [d for b, d in expansion_nodes([branch, child]) if b is child] == [1]
     branch.close()
     child.close()
+
+
+def test_trees_grow_on_the_continuous_schedule(arith_task, tokenizer, tiny_model):
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512, seed=0)
+    loop = make_loop(arith_task, tokenizer, EchoTool(), max_new_tokens=16, schedule="continuous")
+    policy = loop.model_policy(engine, SamplingParams(16))
+    kept, cost = sample_trees(loop, arith_task.problems("train", 2), policy, TreeConfig(keep=3), seed=0)
+    assert len(kept) == cost.leaves == 12
+    assert engine._streams == 2  # the first chains in one stream, the expansions in another
+    assert all(t.context_ids == t.prompt_ids + t.response_ids and t.steps for t in kept)
 
 
 @pytest.fixture(scope="module")
