@@ -91,6 +91,15 @@ class RolloutConfig(Section):
     with `stream`, else rounds); fastest, but which rows decode together depends on tool timing, so sampled
     tokens are not reproducible (benchmarks/rollout.py compares the three)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _overlap_tools_is_now_schedule(cls, data: Any) -> Any:
+        """Run directories written before `schedule` existed say `overlap_tools: true|false`: they still resume."""
+        if isinstance(data, dict) and "overlap_tools" in data:
+            data = dict(data)
+            data.setdefault("schedule", "halves" if data.pop("overlap_tools") else "rounds")
+        return data
+
 
 class AlgoConfig(Section):
     advantage: str = "grpo"

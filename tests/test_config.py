@@ -55,3 +55,10 @@ def test_missing_and_non_mapping_files(tmp_path):
 
 def test_parse_override_keeps_plain_strings():
     assert parse_override("run.name=my-run") == (["run", "name"], "my-run")
+
+
+def test_a_run_written_with_overlap_tools_still_loads_as_its_schedule(tmp_path):
+    for overlap, schedule in ((True, "halves"), (False, "rounds")):
+        path = tmp_path / "config.yaml"
+        path.write_text(f"task: arith-python\nrollout:\n  overlap_tools: {str(overlap).lower()}\n")
+        assert build_config([read_yaml(path)]).rollout.schedule == schedule
