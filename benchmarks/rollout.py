@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=16)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--schedules", default=",".join(SCHEDULES), help="comma-separated rollout.schedule values")
     args = parser.parse_args()
 
     task = load_task(args.task)
@@ -120,11 +121,11 @@ def main() -> None:
             loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
         )
         loops = {}
-        for schedule in SCHEDULES:
+        for schedule in args.schedules.split(","):
             loop.cfg = cfg.rollout.model_copy(update={"schedule": schedule})
             loops[schedule] = time_loop(lambda: loop.run(problems, args.group, policy), policy, args.repeats)
 
-    trajs = loops["rounds"][2]
+    trajs = next(iter(loops.values()))[2]
     stats = rollout_metrics(trajs)
     n_seq = len(trajs)
     tokens = sum(t.num_generated for t in trajs)
