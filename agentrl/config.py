@@ -88,8 +88,9 @@ class RolloutConfig(Section):
     calls run. halves: two halves of the batch take turns, one generating while the other's tool calls run.
     Both keep the order of generate calls fixed, so a seeded run samples the same tokens. continuous: a
     trajectory rejoins the running decode batch as soon as its tool call returns (continuous batching; engines
-    with `stream`, else rounds); fastest, but which rows decode together depends on tool timing, so sampled
-    tokens are not reproducible (benchmarks/rollout.py compares the three)."""
+    with `stream`, else rounds), for a GPU engine beside tools that wait; which rows decode together depends on
+    tool timing, so sampled tokens are not reproducible. On a 2-core CPU, where the model and the tools share
+    the cores, neither beat rounds (benchmarks/rollout.py compares the three)."""
 
     @model_validator(mode="before")
     @classmethod
