@@ -198,7 +198,9 @@ def training_curves(models: list[ResolvedModel]) -> list[dict[str, Any]]:
     """The metrics.jsonl of each run a model comes from (once per run), for the training-curve plots."""
     curves = []
     for run in dict.fromkeys(m.run for m in models if m.run is not None):
-        metrics = read_jsonl(RunDir(run).metrics)
+        # a metric with nothing to average (first_code_pos on a task without code) is NaN there: None here,
+        # since report.json is strict JSON
+        metrics = [{k: None if v != v else v for k, v in row.items()} for row in read_jsonl(RunDir(run).metrics)]
         if metrics:
             labels = [m.label for m in models if m.run == run]
             curves.append({"run": str(run), "name": run.name, "models": labels, "metrics": metrics})
