@@ -79,6 +79,11 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def token_budget(params: SamplingParams, max_length: int, prompt: Sequence[int]) -> int:
+    """Tokens a row may generate: the turn's limit, within the model's context."""
+    return max(0, min(params.max_new_tokens, max_length - len(prompt)))
+
+
 def decode_all(
     stream: Stream, prompts: Sequence[list[int]], keys: Sequence[Hashable] | None = None
 ) -> list[Generation]:

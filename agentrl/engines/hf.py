@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all
+from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all, token_budget
 
 KEEP_STREAMS = 2
 """A kept prefix not continued within this many decode streams is dropped (its conversation ended)."""
@@ -225,8 +225,7 @@ class DecodeStream:
 
     def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
         """Queue `prompt` (it joins the batch at a coming step); `key` names the conversation it continues."""
-        engine = self.engine
-        budget = max(0, min(self.params.max_new_tokens, engine.max_length - len(prompt)))
+        budget = token_budget(self.params, self.engine.max_length, prompt)
         row = _Row(tag, list(prompt), key, budget)
         if budget:
             self._waiting.append(row)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all
+from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all, token_budget
 from agentrl.errors import AgentRLError
 
 INSTALL_HINT = (
@@ -212,7 +212,7 @@ class VLLMStream:
         self._ready: list[tuple[Hashable, Generation]] = []
 
     def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
-        budget = max(0, min(self.params.max_new_tokens, self.engine.max_length - len(prompt)))
+        budget = token_budget(self.params, self.engine.max_length, prompt)
         request = _Request(tag, list(prompt), budget)
         if budget:
             self._submit(request)
