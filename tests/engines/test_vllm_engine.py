@@ -37,7 +37,7 @@ def vllm(request, tmp_path_factory) -> dict:
         {"name": "hermes", "phase": "A", "stop": "hermes", **greedy},
         {"name": "staggered", "phase": "A", "stop": "fenced", "staggered": True, **greedy},
         *(
-            {"name": name, "phase": "A", "stop": None, "prompts": sampled, "params": asdict(SAMPLED), "seed": seed}
+            {"name": name, "phase": "A", "stop": None, "prompts": sampled, **sampled_params, "seed": seed}
             for name, seed in (("sampled", 1), ("sampled_again", 1), ("sampled_other_seed", 2))
         ),
         {"name": "greedy_b", "phase": "B", "stop": None, **greedy},
