@@ -173,7 +173,7 @@ def main() -> None:
             loops[schedule] = time_loop(lambda: loop.run(problems, args.group, policy), policy, args.repeats)
 
         trajs = next(iter(loops.values()))[2]
-        n_seq, per_seq = len(trajs), math.ceil(sum(t.num_generated for t in trajs) / len(trajs))
+        n_seq, per_seq = len(trajs), max(1, math.ceil(sum(t.num_generated for t in trajs) / len(trajs)))
         prompts = [chat_prompt_ids(tok, task.messages(p)) for p in problems for _ in range(args.group)]
         baselines = {BASELINE: plain_generate(model, prompts, tok.pad_token_id, per_seq)}
         if args.engine == "vllm":
