@@ -58,8 +58,15 @@ class Stream(Protocol):
 
 
 class Engine(Protocol):
+    """What the trainer and the agent loop sample from. The bundled engines subclass it and so share its
+    `generate`: every prompt added to one `stream` up front and decoded to its end."""
+
     generator: torch.Generator
     """Seeds sampling; checkpointed with the run so a resumed run samples what an unbroken one would."""
+
+    def stream(self, params: SamplingParams, stop: StopRule | None = None) -> Stream:
+        """A continuous-batching stream: rows join while others decode (the agent loop's continuous schedule)."""
+        ...
 
     def generate(
         self,
@@ -70,7 +77,16 @@ class Engine(Protocol):
     ) -> list[Generation]:
         """One generation per prompt. `keys` name the conversation each prompt continues (a prompt that extends an
         earlier one of the same key may reuse its computed prefix; an engine may ignore them)."""
-        ...
+        stream = self.stream(params, stop)
+        for row, (prompt, key) in enumerate(zip(prompts, keys or [None] * len(prompts), strict=True)):
+            stream.add(row, prompt, key)
+        out: dict[int, Generation] = {}
+        try:
+            while stream:
+                out.update(stream.step())
+        finally:
+            stream.close()
+        return [out[row] for row in range(len(prompts))]
 
     def sync_weights(self, model) -> float:
         """Load the trainer's current weights (after an update); returns the seconds it took."""
@@ -82,18 +98,3 @@ class Engine(Protocol):
 def token_budget(params: SamplingParams, max_length: int, prompt: Sequence[int]) -> int:
     """Tokens a row may generate: the turn's limit, within the model's context."""
     return max(0, min(params.max_new_tokens, max_length - len(prompt)))
-
-
-def decode_all(
-    stream: Stream, prompts: Sequence[list[int]], keys: Sequence[Hashable] | None = None
-) -> list[Generation]:
-    """Every prompt through `stream` to its end, in order: `generate` for an engine that streams."""
-    for row, (prompt, key) in enumerate(zip(prompts, keys or [None] * len(prompts), strict=True)):
-        stream.add(row, prompt, key)
-    out: dict[int, Generation] = {}
-    try:
-        while stream:
-            out.update(stream.step())
-    finally:
-        stream.close()
-    return [out[row] for row in range(len(prompts))]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all, token_budget
+from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule, token_budget
 
 KEEP_STREAMS = 2
 """A kept prefix not continued within this many decode streams is dropped (its conversation ended)."""
@@ -39,7 +39,7 @@ class _KeptPrefix:
     """The decode stream that kept it."""
 
 
-class HFEngine:
+class HFEngine(Engine):
     def __init__(self, model, eos_token_ids: Sequence[int], pad_token_id: int, max_length: int, seed: int = 0):
         self.model = model
         self.eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long)
@@ -87,16 +87,6 @@ class HFEngine:
         """A decode batch that rows join and leave one by one (continuous batching): see `DecodeStream`."""
         self._streams += 1
         return DecodeStream(self, params, stop)
-
-    def generate(
-        self,
-        prompts: Sequence[list[int]],
-        params: SamplingParams,
-        stop: StopRule | None = None,
-        keys: Sequence[Hashable] | None = None,
-    ) -> list[Generation]:
-        """All rows decode together, in lockstep, until each one stops."""
-        return decode_all(self.stream(params, stop), prompts, keys)
 
     def _prefill(self, prompts: Sequence[list[int]], keys: Sequence[Hashable | None]) -> _Batch:
         """Feed every row's prompt (after its kept prefix): the rows' last logits, cache, mask and next positions.

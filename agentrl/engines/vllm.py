@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from agentrl.engines.base import Generation, SamplingParams, StopRule, decode_all, token_budget
+from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule, token_budget
 from agentrl.errors import AgentRLError
 
 INSTALL_HINT = (
@@ -62,7 +62,7 @@ def _check_cpu_head_size(config) -> None:
         )
 
 
-class VLLMEngine:
+class VLLMEngine(Engine):
     """The `Engine` protocol on vLLM. Build it from the trainer's model; close it (or use `with`) when done.
 
     `generator` seeds each request, so a trainer that checkpoints and restores it (as it does the HF engine's)
@@ -117,16 +117,6 @@ class VLLMEngine:
             raise
 
     # --- generation ---
-
-    def generate(
-        self,
-        prompts: Sequence[list[int]],
-        params: SamplingParams,
-        stop: StopRule | None = None,
-        keys: Sequence[Hashable] | None = None,
-    ) -> list[Generation]:
-        """`keys` are not needed: vLLM's prefix cache finds a conversation's earlier turns by their tokens."""
-        return decode_all(self.stream(params, stop), prompts)
 
     def stream(self, params: SamplingParams, stop: StopRule | None = None) -> VLLMStream:
         """Requests join vLLM's running batch as they are added (its scheduler batches continuously)."""
@@ -215,6 +205,7 @@ class VLLMStream:
         self._ready: list[tuple[Hashable, Generation]] = []
 
     def add(self, tag: Hashable, prompt: Sequence[int], key: Hashable | None = None) -> None:
+        """`key` is not needed: vLLM's prefix cache finds a conversation's earlier turns by their tokens."""
         budget = token_budget(self.params, self.engine.max_length, prompt)
         request = _Request(tag, list(prompt), budget)
         if budget:
