@@ -271,6 +271,54 @@ def tasks_validate(
         raise typer.Exit(1)
 
 
+class Format(StrEnum):
+    fenced = "fenced"
+    hermes = "hermes"
+    native = "native"
+
+
+@tasks_app.command("render")
+def tasks_render(
+    task: Annotated[str, typer.Argument(help="Bundled task name or task folder.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="A model directory (default: the tiny model's tokenizer).")
+    ] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="Message format (default: the task's).")] = None,
+    n: Annotated[int, typer.Option("-n", help="Demonstrations to show.")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the trajectories as JSON lines (the rollouts.jsonl schema), only.")
+    ] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Show expert demonstrations exactly as the policy sees and trains on them: the token stream with special
+    tokens, trained spans marked ([[ ]] when not on a terminal), and the token counts of each turn."""
+    import json
+
+    from agentrl.task_authoring.render import render_demos, spans, turn_counts
+
+    rendered = render_demos(task, model, fmt.value if fmt else None, n, set_ or [])
+    if as_json:
+        for traj in rendered.trajectories:
+            typer.echo(json.dumps({"step": 0, **traj.to_record()}))
+        return
+    out = Console(highlight=False, soft_wrap=True)  # never wrap: the token stream's own newlines are the text's
+    colour = out.is_terminal
+    out.print(" ".join(f"{k}: {v}" for k, v in rendered.format.items()), markup=False)
+    for traj in rendered.trajectories:
+        counts = ", ".join(f"turn {i}: {g} generated + {f} fed back" for i, (g, f) in enumerate(turn_counts(traj), 1))
+        out.print(
+            f"--- {traj.problem_id}: {len(traj.context_ids)} tokens, {sum(traj.response_mask)} trained, done: "
+            f"{traj.done}\nprompt: {len(traj.prompt_ids)} tokens; {counts}",
+            markup=False,
+        )
+        for text, is_trained in spans(traj, rendered.tokenizer):
+            if colour:
+                out.print(text, style="bold green" if is_trained else None, end="", markup=False)
+            else:
+                out.print(f"[[{text}]]" if is_trained else text, end="", markup=False)
+        out.print()
+
+
 INTERRUPTED = "interrupted: `agentrl train ... --resume` (or the same `agentrl eval`) continues where it stopped"
 
 

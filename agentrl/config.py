@@ -83,6 +83,11 @@ class RolloutConfig(Section):
     """Nucleus sampling threshold."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
+    format: Literal["fenced", "hermes", "native"] | None = None
+    """Message format; None: the task's `format:`. native: the model's own chat template and tool calling (for
+    pretrained models: see docs/models.md); fenced and hermes are text conventions the tiny model learns."""
+    tool_parser: Literal["auto", "hermes", "llama3_json"] = "auto"
+    """Native format: how tool calls are read from a message (vLLM's parser names); auto: from the template."""
     schedule: Literal["rounds", "halves", "continuous"] = "rounds"
     """How generation and tool calls interleave. rounds: all waiting trajectories generate, then all their tool
     calls run. halves: two halves of the batch take turns, one generating while the other's tool calls run.

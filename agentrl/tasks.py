@@ -4,7 +4,9 @@
 - `generate(split: str, n: int, seed: int) -> list[dict]`: problems with at least "prompt" and "answer";
   use `agentrl.tasks.in_split` so that train and test are disjoint;
 - `verify(problem: dict, answer: str | None) -> float`: the reward of a final answer (1.0 = correct);
-- `demo(problem: dict) -> list[str]`: an expert's assistant messages (tool calls, then the answer).
+- `demo(problem: dict) -> list[str | dict]`: an expert's assistant messages (tool calls, then the answer), each
+  a text in the task's format or, better, structured: `{"content": str, "tool_calls": [{"name": ..., "arguments":
+  {...}}]}`, which every format writes its own way (a fenced block, hermes tags, the model's own template).
 Tasks know nothing of trainers.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
 
+DemoMessage = str | dict[str, Any]
+"""An expert's assistant message: text in the task's format, or {"content": ..., "tool_calls": [...]}."""
 BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 REQUIRED_FUNCTIONS = ("generate", "verify", "demo")
 
@@ -44,9 +49,14 @@ class TaskSpec(BaseModel):
     tools: dict[str, dict[str, Any]] = {}
     """Tools the agent may call, with their settings: a list of names (`[python, search]`) or a mapping of
     name -> settings (`{search: {corpus: corpus.jsonl}}`)."""
-    format: Literal["fenced", "hermes"] = "fenced"
-    """Tool-call format: fenced ```python blocks, or hermes <tool_call> JSON."""
+    format: Literal["fenced", "hermes", "native"] = "fenced"
+    """Tool-call format: fenced ```python blocks, hermes <tool_call> JSON (both learned from demonstrations by
+    the tiny model), or native: the model's own chat template and tool-calling convention (pretrained models).
+    `rollout.format` overrides it per run."""
     system_prompt: str | None = None
+    instructions: str | None = None
+    """How to answer, told to models that read instructions (native format adds it to the system message; the
+    text formats leave it out: their model learns the convention from the demonstrations)."""
     sandbox: SandboxSetup = SandboxSetup()
     policies: list[dict[str, Any]] = []
     """Guard policies (checked by agentrl.guard)."""
@@ -111,12 +121,20 @@ class Task:
                 f"(problem {problem.id}, answer {answer!r}); a verifier must return a score for any answer"
             ) from exc
 
-    def demo(self, problem: Problem) -> list[str]:
-        return list(self.module.demo(problem.data))
+    def demo(self, problem: Problem) -> list[DemoMessage]:
+        messages = list(self.module.demo(problem.data))
+        for message in messages:
+            demo_calls(message, f"{self.root}/task.py: demo()")
+        return messages
 
-    def messages(self, problem: Problem) -> list[dict[str, str]]:
-        system = [{"role": "system", "content": self.spec.system_prompt}] if self.spec.system_prompt else []
-        return [*system, {"role": "user", "content": problem.prompt}]
+    def messages(self, problem: Problem, instructions: bool = False) -> list[dict[str, str]]:
+        """The prompt's messages; with `instructions`, the task's `instructions:` join the system prompt."""
+        parts = [self.spec.system_prompt, self.spec.instructions if instructions else None]
+        system = "\n\n".join(p for p in parts if p)
+        return [
+            *([{"role": "system", "content": system}] if system else []),
+            {"role": "user", "content": problem.prompt},
+        ]
 
     @cached_property
     def vocabulary_sample(self) -> list[str]:
@@ -124,8 +142,42 @@ class Task:
         texts = []
         for problem in self.problems("train", 300, seed=12345):
             texts.append(problem.prompt)
-            texts.extend(self.demo(problem))
+            texts.extend(demo_text(m, self.spec.format) for m in self.demo(problem))
         return texts
+
+
+def demo_calls(message: DemoMessage, where: str = "demo") -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """(content, [(tool name, arguments)]) of a demonstration message; a text message carries no structured calls."""
+    if isinstance(message, str):
+        return message, []
+    shape = '{"content": str, "tool_calls": [{"name": str, "arguments": {...}}]}'
+    if not (isinstance(message, dict) and set(message) <= {"content", "tool_calls"}):
+        raise AgentRLError(f"{where}: a message is a string or {shape}, not {message!r}")
+    calls = message.get("tool_calls") or []
+    if not isinstance(message.get("content", ""), str) or not isinstance(calls, list):
+        raise AgentRLError(f"{where}: a message is a string or {shape}, not {message!r}")
+    out = []
+    for call in calls:
+        if not (
+            isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)
+        ):
+            raise AgentRLError(f"{where}: a message is a string or {shape}; this tool call is not: {call!r}")
+        out.append((call["name"], call["arguments"]))
+    return message.get("content", ""), out
+
+
+def demo_text(message: DemoMessage, fmt: str) -> str:
+    """A demonstration message as text in a text format: fenced ```python blocks or compact hermes tags (native
+    format renders structured messages with the model's template instead; here it gets hermes tags)."""
+    content, calls = demo_calls(message)
+    if fmt == "fenced":
+        others = [name for name, _ in calls if name != "python"]
+        if others:
+            raise AgentRLError(f"fenced format calls only the python tool, but a demo calls {', '.join(others)}")
+        written = [f"```python\n{args['code']}\n```" for _, args in calls]
+    else:
+        written = [f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>" for name, args in calls]
+    return "\n".join([content, *written] if content else written) if calls else content
 
 
 def resolve_task_path(name_or_path: str) -> Path:

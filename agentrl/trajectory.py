@@ -40,6 +40,9 @@ class Step:
     """Why generation stopped: tool_call, answer, parse_error, length, or budget."""
     tool: str | None = None
     tool_args: dict[str, Any] | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """Every tool call of the message in order, as {"name", "arguments"} (native format may make several);
+    `tool` and `tool_args` are the first."""
     observation: str | None = None
     obs_ids: list[int] = field(default_factory=list)
     error: str | None = None
@@ -93,7 +96,7 @@ class Trajectory:
 
     @property
     def num_tool_calls(self) -> int:
-        return sum(s.tool is not None for s in self.steps)
+        return sum(max(len(s.calls), s.tool is not None) for s in self.steps)
 
     @property
     def num_generated(self) -> int:

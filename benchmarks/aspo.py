@@ -32,11 +32,11 @@ TASK_PY = '''import zlib
 generate, verify = _base.generate, _base.verify
 
 
-def demo(problem: dict) -> list[str]:
+def demo(problem: dict) -> list[dict]:
     """Half the demos restate the question before the code."""
     messages = _base.demo(problem)
     if zlib.crc32(problem["prompt"].encode()) % 2:
-        messages[0] = f"The question: {problem['prompt']} I will compute it in python.\\n" + messages[0]
+        messages[0] = {**messages[0], "content": f"The question: {problem['prompt']} I will compute it in python."}
     return messages
 '''
 

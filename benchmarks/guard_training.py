@@ -48,7 +48,7 @@ def generate(split: str, n: int, seed: int) -> list[dict]:
     return [dict(p, gives_in=rng.random() < 0.5) for p in _base.generate(split, n, seed)]
 
 
-def demo(problem: dict) -> list[str]:
+def demo(problem: dict) -> list[dict]:
     steps = _base.demo(problem)
     if not problem["gives_in"]:
         return steps

@@ -37,7 +37,8 @@ from agentrl.engines import SamplingParams, build_engine
 from agentrl.engines.base import Stream
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
-from agentrl.rollout.chain import AgentLoop, ModelPolicy, chat_prompt_ids
+from agentrl.rollout.chain import AgentLoop, ModelPolicy
+from agentrl.rollout.formats import chat_prompt_ids
 from agentrl.tasks import load_task
 from agentrl.tools import build_tools
 from agentrl.train.metrics import rollout_metrics

@@ -17,7 +17,7 @@ from timing import median_time, plain_generate
 from agentrl.config import build_config
 from agentrl.engines import HFEngine, SamplingParams
 from agentrl.models import load_policy
-from agentrl.rollout.chain import chat_prompt_ids
+from agentrl.rollout.formats import chat_prompt_ids
 from agentrl.tasks import load_task
 from agentrl.train.batch import collate
 from agentrl.train.trainer import rl_step

@@ -42,6 +42,7 @@ from agentrl.config import Config, build_config, read_yaml
 from agentrl.engines.base import Generation
 from agentrl.errors import AgentRLError
 from agentrl.guard import build_guard
+from agentrl.models.loading import stop_token_ids
 from agentrl.rollout.chain import AgentLoop
 from agentrl.rollout.tree import sample_trees
 from agentrl.tasks import Problem, Task, load_task
@@ -49,7 +50,8 @@ from agentrl.tools import build_tools
 from agentrl.trajectory import Trajectory
 
 STOP_STRINGS = {"fenced": ["```\n"], "hermes": ["</tool_call>"]}
-"""Where the server may pause a message early (the end of a tool call); the loop's own rule decides the end."""
+"""Where the server may pause a message early (the end of a tool call); the loop's own rule decides the end.
+Native messages end at the model's end-of-turn token only."""
 
 
 class _UnscoredTask(Task):
@@ -122,7 +124,7 @@ class ServerPolicy:
         self.params = {**sampling_params, "stop": self.stops} if self.stops else dict(sampling_params)
         if self.stops and include_stop_str:
             self.params["include_stop_str_in_output"] = True
-        self.eos = {loop.tokenizer.eos_token_id}
+        self.eos = set(stop_token_ids(loop.tokenizer))
         self.seconds = 0.0
         self.server_fields: dict[str, Any] = {}
 

@@ -44,8 +44,10 @@ from agentrl.backends.verl_config import (
 from agentrl.backends.verl_rows import AGENT_NAME, dataset_row
 from agentrl.config import Config, config_to_yaml
 from agentrl.errors import AgentRLError
-from agentrl.rollout.chain import chat_prompt_ids
+from agentrl.rollout.formats import build_format, chat_prompt_ids
 from agentrl.tasks import Problem, Task
+from agentrl.tools import build_tools
+from agentrl.tools.base import function_schema
 from agentrl.train.trainer import TRAIN_POOL  # as many distinct train problems as the local trainer draws from
 
 SOURCE_ROOT = Path(agentrl.__file__).resolve().parent.parent
@@ -98,7 +100,7 @@ def plan(cfg: Config, task: Task, run_dir: Path, tokenizer) -> VerlJob:
     per_step = cfg.rollout.prompts_per_step
     train = task.problems("train", max(per_step, min(cfg.train.steps * per_step, TRAIN_POOL)), seed=cfg.train.seed)
     val = task.problems("test", cfg.eval.problems, seed=0)
-    prompt = max(len(chat_prompt_ids(tokenizer, task.messages(p))) for p in train + val)
+    prompt = max(len(ids) for ids in prompt_ids(cfg, task, tokenizer, train + val))
     response = cfg.model.max_length - prompt
     if response < cfg.rollout.max_new_tokens:
         raise AgentRLError(
@@ -107,6 +109,16 @@ def plan(cfg: Config, task: Task, run_dir: Path, tokenizer) -> VerlJob:
         )
     overrides = hydra_overrides(cfg, paths, Lengths(prompt, response), len(train))
     return VerlJob(cfg, task, paths, verl_python(cfg), overrides, train, val)
+
+
+def prompt_ids(cfg: Config, task: Task, tokenizer, problems: list[Problem]) -> list[list[int]]:
+    """The prompts as the run's format renders them (native: with the tools' schemas, so the tools are built)."""
+    if (cfg.rollout.format or task.spec.format) != "native":
+        return [chat_prompt_ids(tokenizer, task.messages(p)) for p in problems]
+    with ExitStack() as stack:
+        schemas = [function_schema(tool) for tool in build_tools(task, cfg, stack).values()]
+    native = build_format("native", tokenizer, schemas, cfg.rollout.tool_parser)
+    return [native.prompt_ids(task.messages(p, instructions=True)) for p in problems]
 
 
 def policy_tokenizer(cfg: Config, task: Task, path: Path | None = None):

@@ -20,7 +20,7 @@ from typing import Any
 
 from agentrl.backends.verl_rows import EXTRA_KEY, SCORE_KEY, problem_from_info
 from agentrl.errors import AgentRLError
-from agentrl.rollout.parsers import FORMATS, FinalAnswer, extract_answer
+from agentrl.rollout.parsers import FORMATS, FinalAnswer, extract_answer, strip_think
 from agentrl.tasks import Problem, Task, load_task
 
 VERIFY_TIMEOUT_S = 120.0
@@ -47,6 +47,8 @@ def compute_score(
 
 
 def final_answer(task: Task, text: str) -> str | None:
+    if task.spec.format == "native":
+        return extract_answer(strip_think(text))
     parsed = FORMATS[task.spec.format].parse(text)
     return parsed.answer if isinstance(parsed, FinalAnswer) else extract_answer(text)
 

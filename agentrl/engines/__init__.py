@@ -13,7 +13,9 @@ def build_engine(cfg: EngineConfig, model, tokenizer, max_length: int, seed: int
     A `vllm` engine holds a copy of the weights: call its `sync_weights(model)` after each optimizer update,
     and `close()` it at the end. The `hf` engine reads `model` itself and needs neither.
     """
-    eos = [tokenizer.eos_token_id]
+    from agentrl.models.loading import stop_token_ids
+
+    eos = stop_token_ids(tokenizer, model)
     if cfg.backend == "vllm":
         from agentrl.engines.vllm import VLLMEngine
 

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from agentrl.config import RolloutConfig
-from agentrl.tasks import Problem, Task, TaskSpec, load_task
+from agentrl.tasks import Problem, Task, TaskSpec, demo_text, load_task
 from agentrl.tools.base import ToolResult
 from agentrl.trajectory import Trajectory
 
@@ -666,7 +666,7 @@ def python_episodes(task: Task, split: str, n: int, seed: int) -> Iterator[tuple
     kinds = ["demo", "violation", "lookalike", "violation", "pii", "guess", "violation", "three-calls"]
     for i, problem in enumerate(problems):
         a, b = rng.randint(100, 9999), rng.randint(11, 99)
-        demo = task.demo(problem)  # [code message, answer message]
+        demo = [demo_text(m, "fenced") for m in task.demo(problem)]  # [code message, answer message]
         kind = kinds[i % len(kinds)]
         ep_id = f"py-{split}-{i:04d}"
         if kind == "demo":

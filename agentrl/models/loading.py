@@ -11,21 +11,32 @@ from agentrl.config import ModelConfig
 from agentrl.errors import AgentRLError
 from agentrl.models.tiny import build_tiny_model, train_tokenizer
 
+END_OF_TURN_NAMES = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>")
+"""Tokens that end a turn in common chat templates: generation stops at them where the vocabulary has them."""
+
 
 def load_pretrained(path: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a local directory; never reaches for a hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return model.to(device), tokenizer
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a local model directory, with a pad token (EOS where it has none) and a chat template."""
+    from transformers import AutoTokenizer
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise AgentRLError(f"model.path={path}: not a transformers model directory (no config.json there)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
         raise AgentRLError(f"model.path={path}: the tokenizer has no chat template; agentrl needs one")
-    return model.to(device), tokenizer
+    return tokenizer
 
 
 def load_policy(cfg: ModelConfig, texts: Iterable[str], seed: int, device: str = "cpu"):
@@ -37,3 +48,13 @@ def load_policy(cfg: ModelConfig, texts: Iterable[str], seed: int, device: str =
         torch.manual_seed(seed)
         model = build_tiny_model(tokenizer, cfg)
     return model.to(device), tokenizer
+
+
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """Every id that ends a turn: EOS, the model's generation-config EOS ids, and the common end-of-turn tokens."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[name] for name in END_OF_TURN_NAMES if name in vocab)
+    return sorted(i for i in ids if i is not None)

@@ -4,8 +4,11 @@ Many trajectories advance together: generation is batched across the trajectorie
 their tool calls run concurrently on a thread pool (`rollout.schedule`: in rounds, in two halves that take
 turns, or continuously, each trajectory rejoining the running decode batch as soon as its call returns).
 Token-exact: a trajectory keeps the ids the model generated and the ids of each observation as fed back;
-nothing is re-tokenized. A call the parser cannot read, a tool that fails or times out, or a sandbox that
-dies becomes an error observation on that step; the batch goes on. A guard (optional) checks each tool call
+nothing is re-tokenized. The message format (agentrl.rollout.formats) renders the prompt, reads each message and
+renders the results: a text convention, or the model's own chat template (native). A message may make several
+calls (native format); they run in order and each result goes back as its own tool message. A call the parser
+cannot read, a tool that fails or times out, or a sandbox that dies becomes an error observation on that step;
+the batch goes on. A guard (optional) checks each tool call
 before it runs and each observation or final message after.
 """
 
@@ -20,9 +23,10 @@ from typing import Protocol
 
 from agentrl.config import RolloutConfig
 from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule, Stream
-from agentrl.rollout.parsers import FORMATS, FinalAnswer, ParseError, ToolCall
-from agentrl.tasks import Problem, Task
-from agentrl.tools.base import Tool, ToolResult, ToolState
+from agentrl.rollout.formats import build_format
+from agentrl.rollout.parsers import FinalAnswer, ParseError, ToolCall
+from agentrl.tasks import DemoMessage, Problem, Task
+from agentrl.tools.base import Tool, ToolResult, ToolState, function_schema
 from agentrl.trajectory import GuardEvent, Step, Trajectory
 
 # Given the trajectories waiting for the model, return each one's next message. A policy may also have
@@ -120,11 +124,6 @@ def _close_all(branches: Iterable[Branch]) -> None:
         b.close()
 
 
-def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-    return list(encoded["input_ids"])
-
-
 class AgentLoop:
     def __init__(
         self,
@@ -138,33 +137,28 @@ class AgentLoop:
         self.task, self.tokenizer, self.tools, self.cfg = task, tokenizer, tools, cfg
         self.max_length = max_length
         self.guard = guard
-        self.format = FORMATS[task.spec.format]
+        schemas = [function_schema(tool) for tool in tools.values()]
+        self.format = build_format(cfg.format or task.spec.format, tokenizer, schemas, cfg.tool_parser)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentrl-tool")
         capacities = [tool.capacity for tool in tools.values() if getattr(tool, "capacity", None)]
         self.wave_size: int | None = min(capacities, default=None)
         """Most trajectories `run` advances at once: the tools' smallest capacity (None: all of them)."""
-        self.stop_rule = StopRule(
-            trigger_ids=frozenset(
-                i for i in range(len(tokenizer)) if any(c in tokenizer.decode([i]) for c in self.format.stop_chars)
-            ),
-            check=lambda ids: self.format.call_complete(self.tokenizer.decode(ids, skip_special_tokens=True)),
-        )
+        self.stop_rule: StopRule = self.format.stop_rule
 
     def model_policy(self, engine: Engine, params: SamplingParams) -> ModelPolicy:
         return ModelPolicy(engine, params, self.stop_rule)
 
-    def scripted_policy(self, messages: dict[str, list[str]]) -> Policy:
-        """Replays fixed assistant messages (by problem id): expert demonstrations through the real loop."""
-        eos = self.tokenizer.eos_token_id
+    def scripted_policy(self, messages: dict[str, list[DemoMessage]]) -> Policy:
+        """Replays fixed assistant messages (by problem id), written as the format writes them: expert
+        demonstrations through the real loop."""
 
         def policy(trajs: list[Trajectory]) -> list[Generation]:
             out = []
             for t in trajs:
                 script = messages[t.problem_id]
-                text = script[len(t.steps)] if len(t.steps) < len(script) else ""
-                ids = self.tokenizer.encode(text, add_special_tokens=False)
-                final = len(t.steps) == len(script) - 1
-                out.append(Generation(ids + [eos] if final else ids, [0.0] * (len(ids) + final), "eos"))
+                message = script[len(t.steps)] if len(t.steps) < len(script) else ""
+                ids = self.format.message_ids(message, final=len(t.steps) == len(script) - 1)
+                out.append(Generation(ids, [0.0] * len(ids), "eos"))
             return out
 
         return policy
@@ -181,7 +175,7 @@ class AgentLoop:
         return trajs
 
     def start(self, problem: Problem, group_id: str, tree_id: str | None = None) -> Branch:
-        prompt_ids = chat_prompt_ids(self.tokenizer, self.task.messages(problem))
+        prompt_ids = self.format.prompt_ids(self.task.messages(problem, instructions=self.format.name == "native"))
         states = {name: tool.open_state() for name, tool in self.tools.items()}
         return Branch(problem, Trajectory(problem.id, group_id, prompt_ids, tree_id=tree_id), states)
 
@@ -271,41 +265,47 @@ class AgentLoop:
             t.score = scores[key]
             t.reward = t.score - t.penalty
 
-    def _take_message(self, traj: Trajectory, gen: Generation) -> ToolCall | ParseError | None:
-        """Append the model's message; return the call to run (or parse error to report), None if it ended."""
+    def _take_message(self, traj: Trajectory, gen: Generation) -> list[ToolCall] | ParseError | None:
+        """Append the model's message; return the calls to run (or parse error to report), None if it ended."""
         text = self.tokenizer.decode(gen.token_ids, skip_special_tokens=True)
-        parsed = self.format.parse(text)
+        parsed = self.format.read(text)
         step = Step(list(gen.token_ids), list(gen.logprobs), text, finish="answer")
         traj.steps.append(step)
-        if isinstance(parsed, FinalAnswer):
+        cut = gen.finish_reason == "length" and self.format.needs_end_of_turn
+        if isinstance(parsed, FinalAnswer) or cut:  # a native message without its end-of-turn token ends the run
             step.finish = "answer" if gen.finish_reason == "eos" else "length"
-            traj.answer = parsed.answer
-            traj.done = "answer" if parsed.answer is not None else "no_answer"
+            traj.answer = parsed.answer if isinstance(parsed, FinalAnswer) else None
+            traj.done = "answer" if traj.answer is not None else "no_answer"
             return None
         if isinstance(parsed, ParseError):
             step.finish, step.error = "parse_error", "parse_error"
             return parsed
-        step.finish, step.tool, step.tool_args = "tool_call", parsed.name, parsed.arguments
+        step.finish, step.tool, step.tool_args = "tool_call", parsed[0].name, parsed[0].arguments
+        step.calls = [{"name": c.name, "arguments": c.arguments} for c in parsed]
         if traj.num_tool_calls > self.cfg.max_tool_calls:
             step.error = "budget"
             return ParseError(f"tool-call budget of {self.cfg.max_tool_calls} calls is spent; answer now")
         return parsed
 
-    def _act(self, branch: Branch, call: ToolCall | ParseError | None, snapshots: bool) -> None:
-        """Finish the branch's newest step: guard, run the call, feed the observation back (in a worker thread)."""
+    def _act(self, branch: Branch, calls: list[ToolCall] | ParseError | None, snapshots: bool) -> None:
+        """Finish the branch's newest step: guard, run its calls in order, feed the results back (in a worker
+        thread)."""
         traj, step = branch.traj, branch.traj.steps[-1]
         try:
-            if call is None:
+            if calls is None:
                 self._guard_final(traj, step)
                 return
-            result = self._guarded_call(traj, step, call, branch.states)
-            if traj.done:
-                return
-            if result.answer is not None:
-                traj.answer, traj.done = result.answer, "answer"
-                self._guard_final(traj, step)
-                return
-            self._feed_back(traj, step, result)
+            results = []
+            for call in calls if isinstance(calls, list) else [calls]:
+                result = self._guarded_call(traj, step, call, branch.states)
+                if traj.done:
+                    return
+                if result.answer is not None:
+                    traj.answer, traj.done = result.answer, "answer"
+                    self._guard_final(traj, step)
+                    return
+                results.append((call.name if isinstance(call, ToolCall) else "error", result))
+            self._feed_back(traj, step, results)
             if snapshots and not traj.done:
                 branch.snapshots[len(traj.steps) - 1] = self._snapshot(branch.states)
         except Exception as exc:  # a bug in a tool or guard ends this trajectory, never the batch
@@ -330,7 +330,7 @@ class AgentLoop:
                 return ToolResult(f"blocked by policy ({reasons})", error="blocked")
         start = time.perf_counter()
         result = self._run_tool(call, states)
-        step.seconds = time.perf_counter() - start
+        step.seconds += time.perf_counter() - start
         return result
 
     def _run_tool(self, call: ToolCall | ParseError, states: ToolStates) -> ToolResult:
@@ -345,17 +345,19 @@ class AgentLoop:
         except Exception as exc:  # a broken tool fails its step, never the batch
             return ToolResult(f"error: tool {call.name} failed: {type(exc).__name__}: {exc}", error="tool_error")
 
-    def _feed_back(self, traj: Trajectory, step: Step, result: ToolResult) -> None:
-        step.observation = self.format.observation(result.output)
-        step.error = step.error or result.error
+    def _feed_back(self, traj: Trajectory, step: Step, results: list[tuple[str, ToolResult]]) -> None:
+        fed = [(name, result.output) for name, result in results]
+        step.observation = self.format.observation_text([output for _, output in fed])
+        step.error = step.error or next((r.error for _, r in results if r.error), None)
         if self.guard is not None:
             events = self._record(traj, step, self.guard.post_check(traj, step))
             withheld = [e.policy for e in events if e.action in ("block", "terminate")]
             if withheld:
-                step.observation = self.format.observation(f"[output withheld by policy {', '.join(withheld)}]")
+                fed = [(name, f"[output withheld by policy {', '.join(withheld)}]") for name, _ in fed]
+                step.observation = self.format.observation_text([output for _, output in fed])
             if any(e.action == "terminate" for e in events):
                 traj.done = "guard"
-        step.obs_ids = self.tokenizer.encode(step.observation, add_special_tokens=False)
+        step.obs_ids = self.format.observation_ids(fed)
         if traj.done:
             return
         if len(traj.steps) >= self.cfg.max_turns:
@@ -389,6 +391,7 @@ class AgentLoop:
         tool = self.tools[name]
         state = tool.open_state()
         for s in steps:
-            if s.tool == name and s.error is None:
-                tool.run(s.tool_args, state)
+            for call in s.calls if s.error is None else []:
+                if call["name"] == name:
+                    tool.run(call["arguments"], state)
         return state

@@ -1,9 +1,14 @@
-"""Tool-call formats: what ends a tool call while generating, and how a model message is read.
+"""Reading a model message: tool calls, parse errors, or the final answer.
 
+Text formats, for models that learn the convention from demonstrations (the tiny default):
 - `fenced`: the TIR format. A ```python block is a call of the python tool; its output comes back in an
   ```output block. A message without a code block is the final answer.
 - `hermes`: JSON calls in <tool_call>{"name": ..., "arguments": {...}}</tool_call> tags (Qwen/Hermes).
-The final answer is the content of the last \\boxed{...}, or of <answer>...</answer>.
+Tool parsers of the native format (agentrl.rollout.formats), named as vLLM names its `--tool-call-parser`s:
+- `hermes`: every <tool_call>...</tool_call> block of the message is a call (Qwen2.5, Qwen3, Hermes);
+- `llama3_json`: a message that starts with a JSON object `{"name": ..., "parameters": {...}}` is a call, several
+  separated by `;` (Llama 3.1-3.3; `<|python_tag|>` is a special token, gone from the decoded text).
+The final answer is the content of the last \\boxed{...}, or of <answer>...</answer>, outside any <think> block.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ FENCE_OPEN = "```python"
 FENCED_CALL = re.compile(r"```python[^\n]*\n(.*?)```", re.DOTALL)
 HERMES_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+THINK_BLOCK = re.compile(r"^\s*(?:<think>)?.*?</think>", re.DOTALL)
 
 
 @dataclass
@@ -37,6 +43,8 @@ class FinalAnswer:
 
 
 Parsed = ToolCall | ParseError | FinalAnswer
+Calls = list[ToolCall] | ParseError | FinalAnswer
+"""What a native tool parser reads: the message's calls in order (at least one), a parse error, or the answer."""
 
 
 def extract_boxed(text: str) -> str | None:
@@ -50,6 +58,11 @@ def extract_boxed(text: str) -> str | None:
         if depth == 0:
             return text[i:j].strip()
     return None
+
+
+def strip_think(text: str) -> str:
+    """The message without its leading reasoning block (`<think>...</think>`; Qwen3 may open it in the prompt)."""
+    return THINK_BLOCK.sub("", text, count=1) if "</think>" in text else text
 
 
 def extract_answer(text: str) -> str | None:
@@ -94,19 +107,63 @@ class HermesFormat:
         match = HERMES_CALL.search(text)
         if match is None:
             return ParseError("unclosed <tool_call> tag")
-        try:
-            call = json.loads(match.group(1))
-        except json.JSONDecodeError as exc:
-            return ParseError(f"tool call is not valid JSON: {exc.msg}")
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            return ParseError('tool call must be an object with a "name" string')
-        args = call.get("arguments", {})
-        if not isinstance(args, dict):
-            return ParseError('"arguments" must be an object')
-        return ToolCall(call["name"], args)
+        return _json_call(match.group(1), "arguments")
 
     def observation(self, text: str) -> str:
         return f"\n<tool_response>\n{text}\n</tool_response>\n"
 
 
 FORMATS = {f.name: f for f in (FencedFormat(), HermesFormat())}
+
+
+def _json_call(body: str | dict, args_key: str) -> ToolCall | ParseError:
+    """One call from its JSON text (or decoded object): {"name": ..., args_key: {...}}."""
+    try:
+        call = json.loads(body) if isinstance(body, str) else body
+    except json.JSONDecodeError as exc:
+        return ParseError(f"tool call is not valid JSON: {exc.msg}")
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return ParseError('tool call must be an object with a "name" string')
+    args = call.get(args_key, call.get("arguments", {}))
+    if not isinstance(args, dict):
+        return ParseError(f'"{args_key}" must be an object')
+    return ToolCall(call["name"], args)
+
+
+def _final(content: str) -> FinalAnswer:
+    return FinalAnswer(extract_answer(content))
+
+
+def parse_hermes_calls(text: str) -> Calls:
+    """Every <tool_call> block in order; a message without one is the final answer."""
+    content = strip_think(text)
+    if "<tool_call>" not in content:
+        return _final(content)
+    bodies = HERMES_CALL.findall(content)
+    if content.count("<tool_call>") > len(bodies):
+        return ParseError("unclosed <tool_call> tag")
+    calls = [_json_call(body, "arguments") for body in bodies]
+    return next((c for c in calls if isinstance(c, ParseError)), calls)
+
+
+def parse_llama3_json(text: str) -> Calls:
+    """A message that is JSON objects (`;`-separated) calls tools; any other message is the final answer."""
+    content = strip_think(text).strip()
+    if not content.startswith("{"):
+        return _final(content)
+    decoder, calls, i = json.JSONDecoder(), [], 0
+    while i < len(content):
+        try:
+            obj, i = decoder.raw_decode(content, i)
+        except json.JSONDecodeError as exc:
+            return ParseError(f"tool call is not valid JSON: {exc.msg}")
+        call = _json_call(obj, "parameters")
+        if isinstance(call, ParseError):
+            return call
+        calls.append(call)
+        i = len(content) - len(content[i:].lstrip().removeprefix(";").lstrip())
+    return calls
+
+
+TOOL_PARSERS = {"hermes": parse_hermes_calls, "llama3_json": parse_llama3_json}
+"""Native-format tool parsers, by vLLM's names."""

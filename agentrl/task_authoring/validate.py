@@ -29,7 +29,7 @@ from agentrl.errors import AgentRLError
 from agentrl.rollout.chain import AgentLoop, StepGuard
 from agentrl.task_authoring.locate import describe, key_line, located_errors
 from agentrl.task_authoring.report import Check, Report, Status, end_hint, trajectory_story
-from agentrl.tasks import BUNDLED_TASKS, Problem, Task, TaskSpec, load_task
+from agentrl.tasks import BUNDLED_TASKS, DemoMessage, Problem, Task, TaskSpec, demo_calls, demo_text, load_task
 from agentrl.trajectory import Trajectory
 
 SIGNATURES = {"generate": ("split", "n", "seed"), "verify": ("problem", "answer"), "demo": ("problem",)}
@@ -306,7 +306,7 @@ class _Validator:
             raise _Failure("cannot build the tokenizer's text sample", [describe(exc, self.py_path)]) from None
         return train_tokenizer(texts, self.cfg.model.vocab_size)
 
-    def _run(self, problems: list[Problem], scripts: dict[str, list[str]], tag: str) -> list[Trajectory]:
+    def _run(self, problems: list[Problem], scripts: dict[str, list[DemoMessage]], tag: str) -> list[Trajectory]:
         try:
             return self.loop.run(problems, 1, self.loop.scripted_policy(scripts), step_tag=tag)
         except AgentRLError as exc:  # the verifier raised on what the loop produced
@@ -317,10 +317,15 @@ class _Validator:
     def check_demos(self) -> str | tuple[Status, str, list[str]]:
         for p in self.problems:
             script = self._call(self.task.module.demo, p.data, label=f"demo(problem {p.id})")
-            if not isinstance(script, list | tuple) or not script or not all(isinstance(m, str) for m in script):
+            if not isinstance(script, list | tuple) or not script:
                 raise _Failure(
-                    "demo() must return a non-empty list of str", [f"demo(problem {p.id}) -> {script!r:.80}"]
+                    "demo() must return a non-empty list of messages", [f"demo(problem {p.id}) -> {script!r:.80}"]
                 )
+            for message in script:
+                try:
+                    demo_calls(message, f"demo(problem {p.id})")
+                except AgentRLError as exc:
+                    raise _Failure("demo() returned a malformed message", [str(exc)]) from None
             self.demos[p.id] = list(script)
         tokenizer = self._tokenizer()
         cfg = self.cfg
@@ -397,7 +402,8 @@ class _Validator:
         problem. The verifier must tell them from the expert; tools and guard must survive them."""
         ids = [p.id for p in self.problems]
         rng = random.Random(self.seed)
-        words = {i: " ".join(self.demos[ids[(k + 1) % len(ids)]]).split() or ["x"] for k, i in enumerate(ids)}
+        texts = {i: " ".join(demo_text(m, self.spec.format) for m in self.demos[i]) for i in ids}
+        words = {i: texts[ids[(k + 1) % len(ids)]].split() or ["x"] for k, i in enumerate(ids)}
         scripted = {  # random text is made of another problem's demo words, never of this one's answer
             "random text": {i: [" ".join(rng.choices(words[i], k=12)) for _ in range(2)] for i in ids},
             "no answer": {i: ["I don't know."] for i in ids},

@@ -15,6 +15,7 @@ from agentrl.tools.sources import task_yaml
 
 class AnswerTool:
     name = "answer"
+    description = "Give the final answer. This ends the episode."
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "string", "description": "The final answer; ends the episode."}},

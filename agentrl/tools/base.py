@@ -1,4 +1,4 @@
-"""The tool protocol: a name, a JSON schema of its arguments, and `run(args, state)`.
+"""The tool protocol: a name, a description, a JSON schema of its arguments, and `run(args, state)`.
 
 Tools know nothing of engines or trainers. Per-trajectory state (a sandbox session, a browser context) lives in
 the object `open_state()` returns, which the agent loop closes when the trajectory ends. Tree sampling branches
@@ -36,11 +36,20 @@ class ForkableState(ToolState, Protocol):
 
 class Tool(Protocol):
     name: str
+    description: str
+    """What the tool does, for models that read tool schemas (native format)."""
     schema: dict[str, Any]
+    """JSON schema of the arguments."""
 
     def open_state(self) -> ToolState | None: ...
 
     def run(self, args: dict[str, Any], state: ToolState | None) -> ToolResult: ...
+
+
+def function_schema(tool: Tool) -> dict[str, Any]:
+    """The tool as an OpenAI-style function schema, as chat templates take them in `tools=`."""
+    description = getattr(tool, "description", "")
+    return {"type": "function", "function": {"name": tool.name, "description": description, "parameters": tool.schema}}
 
 
 def truncate(text: str, max_chars: int) -> str:

@@ -163,6 +163,11 @@ class BrowserState:
 
 class BrowserTool:
     name = "browser"
+    description = (
+        "A web browser on this task's site. open: go to a path of the site (or its full URL); click: follow the "
+        "element [n] of the last page read; type: enter text into the field [n]; read: the current page again. "
+        "Each action returns the page as text, its links and buttons marked [n]."
+    )
     schema = {
         "type": "object",
         "properties": {

@@ -41,6 +41,10 @@ class PythonState:
 
 class PythonTool:
     name = "python"
+    description = (
+        "Run Python code in a persistent session (variables and imports stay between calls). Returns what the "
+        "code prints and the value of its last expression, or the error."
+    )
     schema = {
         "type": "object",
         "properties": {"code": {"type": "string", "description": "Python code; the last expression is shown."}},

@@ -159,6 +159,10 @@ class SearchTool:
 
     def __init__(self, index: SearchIndex, settings: SearchSettings, max_chars: int):
         self.index, self.settings, self.max_chars = index, settings, max_chars
+        self.description = (
+            f"Search this task's documents by keywords. Returns the {settings.top_k} best matches, each with its "
+            "title, its URL and the start of its text."
+        )
 
     def open_state(self) -> None:
         return None

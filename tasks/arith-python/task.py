@@ -50,5 +50,8 @@ def verify(problem: dict, answer: str | None) -> float:
     return float(math_equal(parse(problem["answer"]), parse(answer)))
 
 
-def demo(problem: dict) -> list[str]:
-    return [f"```python\n{problem['code']}\n```", f"\\boxed{{{problem['answer']}}}"]
+def demo(problem: dict) -> list[dict]:
+    return [
+        {"tool_calls": [{"name": "python", "arguments": {"code": problem["code"]}}]},
+        {"content": f"\\boxed{{{problem['answer']}}}"},
+    ]

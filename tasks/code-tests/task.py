@@ -196,10 +196,14 @@ def generate(split: str, n: int, seed: int) -> list[dict]:
     return out
 
 
-def demo(problem: dict) -> list[str]:
+def demo(problem: dict) -> list[dict]:
     """Try the function on the prompt's examples, then answer with it."""
     calls = ", ".join(f"f({x!r})" for x in problem["examples"])
-    return [f"```python\n{problem['answer']}\nprint({calls})\n```", f"<answer>\n{problem['answer']}\n</answer>"]
+    code = f"{problem['answer']}\nprint({calls})"
+    return [
+        {"tool_calls": [{"name": "python", "arguments": {"code": code}}]},
+        {"content": f"<answer>\n{problem['answer']}\n</answer>"},
+    ]
 
 
 # ---------------------------------------------------------------- the verifier: hidden tests in the sandbox

@@ -219,20 +219,21 @@ def verify(problem: dict, answer: str | None) -> float:
     return float(sorted(p["category"] for p in bought) == sorted(problem["want"]))
 
 
-def call(name: str, **arguments) -> str:
-    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+def call(name: str, **arguments) -> dict:
+    """An assistant message that calls one tool."""
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
 
 
-def click(ref: int) -> str:
+def click(ref: int) -> dict:
     return call("browser", action="click", ref=ref)
 
 
-def demo(problem: dict) -> list[str]:
+def demo(problem: dict) -> list[dict]:
     """The expert buys its plan, and never opens the account page."""
     return purchase(plan(problem))
 
 
-def purchase(items: list[dict]) -> list[str]:
+def purchase(items: list[dict]) -> list[dict]:
     """Open the shop; for each product: its category, Add to cart (which opens the cart), back home if another is
     needed; then Checkout, Place order, and answer with the order number."""
     first_ref = len(NAV) + 1

@@ -13,7 +13,6 @@ punctuation and articles ignored); an exact match scores 1.0, which is what pass
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import string
@@ -187,11 +186,12 @@ def verify(problem: dict, answer: str | None) -> float:
     return min(f1(answer, problem["answer"]), 0.99)  # same words in another order is not an exact match
 
 
-def call(name: str, **arguments) -> str:
-    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+def call(name: str, **arguments) -> dict:
+    """An assistant message that calls one tool."""
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
 
 
-def demo(problem: dict) -> list[str]:
+def demo(problem: dict) -> list[dict]:
     """Hop by hop: search the start entity, open its page, click each relation, answer."""
     steps = [call("search", query=problem["start"]), call("browser", action="open", url=problem["url"])]
     steps += [call("browser", action="click", ref=ref) for ref in problem["refs"]]

@@ -20,7 +20,7 @@ import torch
 from agentrl.config import ModelConfig
 from agentrl.engines import HFEngine, SamplingParams
 from agentrl.models.tiny import build_tiny_model, train_tokenizer
-from agentrl.rollout.chain import chat_prompt_ids
+from agentrl.rollout.formats import chat_prompt_ids
 from agentrl.tasks import load_task
 from tests.engines.harness import SKIP_REASON, run_vllm_side, vllm_python
 

@@ -17,7 +17,7 @@ import torch
 from agentrl.config import ModelConfig
 from agentrl.engines import Generation, HFEngine, SamplingParams
 from agentrl.models.tiny import build_tiny_model
-from agentrl.rollout.chain import chat_prompt_ids
+from agentrl.rollout.formats import chat_prompt_ids
 from tests.engines.harness import loop_stop_rule
 
 MAX_LENGTH = 160

@@ -68,7 +68,6 @@ class ScriptedModel:
         problems = {p.id: p for p in loop.task.problems("test", 64, seed=0)}
         seen: dict[str, int] = {}
         spoiled: dict[int, bool] = {}
-        eos = loop.tokenizer.eos_token_id
 
         def generate(trajs):
             self.calls += 1
@@ -80,12 +79,12 @@ class ScriptedModel:
                 if not t.steps:
                     seen[t.problem_id] = seen.get(t.problem_id, -1) + 1
                     spoiled[id(t)] = seen[t.problem_id] % 3 == 2
-                text = script[len(t.steps)]
+                message = script[len(t.steps)]
                 final = len(t.steps) == len(script) - 1
                 if final and spoiled[id(t)]:
-                    text = "\\boxed{-1}"
-                ids = loop.tokenizer.encode(text, add_special_tokens=False)
-                out.append(Generation(ids + [eos] if final else ids, [0.0] * (len(ids) + final), "eos"))
+                    message = "\\boxed{-1}"
+                ids = loop.format.message_ids(message, final)
+                out.append(Generation(ids, [0.0] * len(ids), "eos"))
             return out
 
         return generate

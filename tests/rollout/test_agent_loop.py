@@ -9,15 +9,18 @@ import time
 import pytest
 
 from agentrl.engines import HFEngine, SamplingParams
+from agentrl.tasks import demo_text
 
 from .loop_helpers import EchoTool, ScriptedEngine, make_loop
 
 
 def test_scripted_episode_is_token_exact(arith_task, tokenizer):
     problem = arith_task.problems("train", 1)[0]
-    script = arith_task.demo(problem)
+    demo = arith_task.demo(problem)
+    script = [demo_text(m, "fenced") for m in demo]
+    assert script == [f"```python\n{problem.data['code']}\n```", f"\\boxed{{{problem.answer}}}"]
     loop = make_loop(arith_task, tokenizer, EchoTool(problem.answer))
-    (traj,) = loop.run([problem], 1, loop.scripted_policy({problem.id: script}))
+    (traj,) = loop.run([problem], 1, loop.scripted_policy({problem.id: demo}))
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     observation = f"\n```output\n{problem.answer}\n```\n"
     expected = enc(script[0]) + enc(observation) + enc(script[1]) + [tokenizer.eos_token_id]

@@ -1,4 +1,12 @@
-from agentrl.rollout.parsers import FORMATS, FinalAnswer, ParseError, ToolCall, extract_answer
+from agentrl.rollout.parsers import (
+    FORMATS,
+    FinalAnswer,
+    ParseError,
+    ToolCall,
+    extract_answer,
+    parse_hermes_calls,
+    parse_llama3_json,
+)
 
 FENCED, HERMES = FORMATS["fenced"], FORMATS["hermes"]
 
@@ -30,3 +38,28 @@ def test_hermes_calls_and_errors():
     assert "name" in HERMES.parse('<tool_call>["x"]</tool_call>').message
     assert "arguments" in HERMES.parse('<tool_call>{"name": "x", "arguments": 3}</tool_call>').message
     assert isinstance(HERMES.parse("<tool_call>{"), ParseError)
+
+
+def test_hermes_parser_reads_every_call_in_order_outside_the_think_block():
+    text = (
+        "<think>\nmaybe <tool_call>{not this}</tool_call>\n</think>\n\n"
+        '<tool_call>\n{"name": "python", "arguments": {"code": "1"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "search", "arguments": {"query": "x"}}\n</tool_call>'
+    )
+    assert parse_hermes_calls(text) == [ToolCall("python", {"code": "1"}), ToolCall("search", {"query": "x"})]
+    assert parse_hermes_calls("<think>\n\\boxed{1}\n</think>\n\nso \\boxed{2}") == FinalAnswer("2")
+    assert parse_hermes_calls('<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call><tool_call>{') == ParseError(
+        "unclosed <tool_call> tag"
+    )
+    assert "valid JSON" in parse_hermes_calls("<tool_call>\n{oops}\n</tool_call>").message
+
+
+def test_llama3_json_parser_reads_json_messages_as_calls_and_prose_as_the_answer():
+    one = '{"name": "python", "parameters": {"code": "print(1)"}}'
+    assert parse_llama3_json(one) == [ToolCall("python", {"code": "print(1)"})]
+    two = '{"name": "a", "parameters": {"x": 1}}; {"name": "b", "arguments": {}}'
+    assert parse_llama3_json(two) == [ToolCall("a", {"x": 1}), ToolCall("b", {})]
+    assert parse_llama3_json("The answer is \\boxed{7}.") == FinalAnswer("7")
+    assert "valid JSON" in parse_llama3_json('{"name": "a", "parameters": ').message
+    assert "name" in parse_llama3_json('{"parameters": {}}').message
+    assert "parameters" in parse_llama3_json('{"name": "a", "parameters": [1]}').message
