@@ -8,6 +8,7 @@ token by token. Imported by tests in the main venv and by `verl_side.py` in the 
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -39,25 +40,32 @@ def guarded_task(root: Path) -> Path:
     return root
 
 
-def variants(data: dict[str, Any]) -> list[list[str]]:
-    """The assistant messages of each behaviour on one arith-python problem."""
-    call = f"```python\n{data['code']}\n```"
+def variants(data: dict[str, Any], native: bool = False) -> list[list[str]]:
+    """The assistant messages of each behaviour on one arith-python problem (fenced, or hermes as Qwen writes it)."""
+
+    def call(code: str) -> str:
+        if native:
+            return f"<tool_call>\n{json.dumps({'name': 'python', 'arguments': {'code': code}})}\n</tool_call>"
+        return f"```python\n{code}\n```"
+
     right, wrong = f"\\boxed{{{data['answer']}}}", f"\\boxed{{{int(data['answer']) + 1}}}"
+    broken = "<tool_call>\n{print(1)\n</tool_call>" if native else "```python\nprint(1"
     return [
-        [call, right],
-        [call, wrong],
-        ["Let me set up first.\n```python\nx = 2\n```", call, right],
-        ["```python\nprint(1", right],
-        ["```python\nimport os\nprint(os.sep)\n```", call, right],
+        [call(data["code"]), right],
+        [call(data["code"]), wrong],
+        ["Let me set up first.\n" + call("x = 2"), call(data["code"]), right],
+        [broken, right],
+        [call("import os\nprint(os.sep)"), call(data["code"]), right],
         [right],
     ]
 
 
-def message(tokenizer, script: Sequence[str], turn: int) -> tuple[list[int], list[float]]:
-    """Token ids and made-up log-probs of message `turn`; the last message ends with EOS."""
+def message(tokenizer, script: Sequence[str], turn: int, native: bool = False) -> tuple[list[int], list[float]]:
+    """Token ids and made-up log-probs of message `turn`; the last message ends with EOS, every native one too
+    (the fixtures' EOS is their end-of-turn token)."""
     text = script[turn] if turn < len(script) else ""
     ids = tokenizer.encode(text, add_special_tokens=False)
-    if turn >= len(script) - 1:
+    if native or turn >= len(script) - 1:
         ids = ids + [tokenizer.eos_token_id]
     return ids, [-0.01 * (i + 1) for i in range(len(ids))]
 
@@ -65,9 +73,9 @@ def message(tokenizer, script: Sequence[str], turn: int) -> tuple[list[int], lis
 class VariantPolicy:
     """agentrl `Policy`: the k-th trajectory of a problem (in order of first sight) plays variant k (cycling)."""
 
-    def __init__(self, tokenizer, problems: Sequence[Problem]):
-        self.tokenizer = tokenizer
-        self.scripts = {p.id: variants(p.data) for p in problems}
+    def __init__(self, tokenizer, problems: Sequence[Problem], native: bool = False):
+        self.tokenizer, self.native = tokenizer, native
+        self.scripts = {p.id: variants(p.data, native) for p in problems}
         self.assigned: dict[int, int] = {}
         self.count: Counter[str] = Counter()
 
@@ -81,7 +89,9 @@ class VariantPolicy:
         out = []
         for t in trajs:
             scripts = self.scripts[t.problem_id]
-            ids, logprobs = message(self.tokenizer, scripts[self.variant_of(t) % len(scripts)], len(t.steps))
+            ids, logprobs = message(
+                self.tokenizer, scripts[self.variant_of(t) % len(scripts)], len(t.steps), self.native
+            )
             out.append(Generation(ids, logprobs, "eos"))
         return out
 
@@ -94,9 +104,9 @@ class ScriptedServer:
     answered (a tree expanding a node), it plays the next variant that agrees with that node's history.
     """
 
-    def __init__(self, tokenizer, problems: Sequence[Problem], token_output, start: int = 0):
-        self.tokenizer, self.token_output, self.start = tokenizer, token_output, start
-        self.scripts = {p.prompt: variants(p.data) for p in problems}
+    def __init__(self, tokenizer, problems: Sequence[Problem], token_output, start: int = 0, native: bool = False):
+        self.tokenizer, self.token_output, self.start, self.native = tokenizer, token_output, start, native
+        self.scripts = {p.prompt: variants(p.data, native) for p in problems}
         self.answered: list[tuple[tuple[int, ...], str, int, int]] = []  # (context + message, prompt, variant, turn)
         self.visits: Counter[tuple[int, ...]] = Counter()
         self.requests: list[dict[str, Any]] = []
@@ -107,7 +117,7 @@ class ScriptedServer:
         prompt, candidates, turn = self._state(context)
         variant = candidates[(self.visits[context] + self.start) % len(candidates)]
         self.visits[context] += 1
-        ids, logprobs = message(self.tokenizer, self.scripts[prompt][variant], turn)
+        ids, logprobs = message(self.tokenizer, self.scripts[prompt][variant], turn, self.native)
         self.answered.append((context + tuple(ids), prompt, variant, turn))
         return self.token_output(token_ids=ids, log_probs=logprobs, stop_reason="completed")
 

@@ -24,6 +24,8 @@ import yaml
 from agentrl.algos import compute_advantages
 from agentrl.backends.verl_launch import plan, write_files
 from agentrl.config import ModelConfig, build_config, config_to_yaml
+from agentrl.models.fixtures import build_fixture
+from agentrl.models.loading import load_tokenizer
 from agentrl.models.tiny import build_tiny_model
 from agentrl.rollout.chain import AgentLoop
 from agentrl.tasks import load_task
@@ -86,9 +88,14 @@ def verl_run(tmp_path_factory, tokenizer):
     base = [*SETTINGS, f"model.path={tmp / 'model'}"]
     tree = ["rollout.sampler=tree", "algo.advantage=tree_grpo", "rollout.tree.trees=2", "rollout.tree.keep=3"]
     guarded = str(guarded_task(tmp / "arith-guarded"))
+    qwen = build_fixture("qwen2.5", tmp / "qwen2.5")
+    native = [*SETTINGS, f"model.path={qwen}", "rollout.format=native", "model.max_length=1536", "rollout.group_size=6"]
     cases = [
         case("chain", tmp, "arith-python", [*base, "rollout.group_size=6"], CHAIN_ESTIMATORS, tokenizer),
         case("tree", tmp, guarded, [*base, *tree], TREE_ESTIMATORS, tokenizer, start=4),
+        case(
+            "native", tmp, "arith-python", native, {"grpo": ["algo.advantage=grpo"]}, load_tokenizer(qwen), native=True
+        ),
     ]
     spec = tmp / "spec.json"
     spec.write_text(json.dumps({"cases": [{k: v for k, v in c.items() if k != "job"} for c in cases]}))
@@ -132,12 +139,16 @@ def test_generated_config_passes_verls_validation(verl_run):
     assert checks["mode_is_a_verl_trainer"]
 
 
-def test_agent_loop_rows_equal_the_local_loop_token_for_token(verl_run, tokenizer):
-    result, job = verl_run["chain"], verl_run["chain"]["job"]
+@pytest.mark.parametrize("name", ["chain", "native"])
+def test_agent_loop_rows_equal_the_local_loop_token_for_token(verl_run, tokenizer, name):
+    result, job = verl_run[name], verl_run[name]["job"]
+    native = name == "native"
+    tokenizer = load_tokenizer(job.cfg.model.path) if native else tokenizer
     problems = job.train[:2]
-    policy = VariantPolicy(tokenizer, problems)
+    policy = VariantPolicy(tokenizer, problems, native)
     with ExitStack() as stack:
-        loop = AgentLoop(job.task, tokenizer, build_tools(job.task, job.cfg, stack), job.cfg.rollout, 512)
+        tools = build_tools(job.task, job.cfg, stack)
+        loop = AgentLoop(job.task, tokenizer, tools, job.cfg.rollout, job.cfg.model.max_length)
         stack.callback(loop.pool.shutdown)
         local = loop.run(problems, len(variants(problems[0].data)), policy)
     by_variant = {(t.problem_id, policy.variant_of(t)): t for t in local}
@@ -154,6 +165,9 @@ def test_agent_loop_rows_equal_the_local_loop_token_for_token(verl_run, tokenize
         assert [s["error"] for s in row["structure"]["steps"]] == [s.error for s in t.steps]
         assert (row["acc"], row["reward"]) == (t.score, pytest.approx(t.reward))
     assert matched == set(by_variant)  # every behaviour ran once per problem, as in the local run
+    if native:  # the prompt carries the tools' schemas, and every message ends with the end-of-turn token
+        assert '"name": "python"' in tokenizer.decode(result["rows"][0]["prompt_ids"])
+        assert all(t.steps[-1].action_ids[-1] == tokenizer.eos_token_id for t in local)
 
 
 def test_guard_events_and_penalty_reach_verl(verl_run):

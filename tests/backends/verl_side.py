@@ -101,7 +101,7 @@ async def run_case(case: dict) -> dict:
     rows = [dataset[i] for i in range(case["prompts"])]
     val_row = RLHFDataset(config.data.val_files, tokenizer, config.data)[0]
     problems = [problem_from_info(r["extra_info"]) for r in [*rows, val_row]]
-    server = ScriptedServer(tokenizer, problems, TokenOutput, start=case.get("start", 0))
+    server = ScriptedServer(tokenizer, problems, TokenOutput, case.get("start", 0), case.get("native", False))
     reward = LocalRewardHandle(RewardLoopWorker(config))
     worker = AgentLoopWorker(config, server, reward_loop_worker_handles=[reward])
     batch = DataProto.from_single_dict(collate_fn(rows))
