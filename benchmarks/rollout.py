@@ -104,7 +104,7 @@ def time_loop(run: Callable[[], list[Trajectory]], policy: TimedPolicy, repeats:
 def replay_tools(loop: AgentLoop, trajs: list[Trajectory]) -> Callable[[], None]:
     """The trajectories' tool calls without the model: each one's calls in order, in fresh tool states opened and
     closed as the loop does, all trajectories at once on the loop's thread pool."""
-    calls = [[(s.tool, s.tool_args) for s in t.steps if s.tool in loop.tools] for t in trajs]
+    calls = [[(c["name"], c["arguments"]) for s in t.steps for c in s.calls if c["name"] in loop.tools] for t in trajs]
 
     def replay(own: list[tuple[str, dict]]) -> None:
         states = {name: tool.open_state() for name, tool in loop.tools.items()}
@@ -210,7 +210,7 @@ def main() -> None:
         own = plain_tps[VLLM_BASELINE]
         ratios = ", ".join(f"{k} {sum(t.num_generated for t in v[2]) / v[0] / own:.2f}" for k, v in loops.items())
         print(f"agent loop vs plain batched vLLM generate: {ratios}")
-    calls = sum(s.tool in loop.tools for t in trajs for s in t.steps)
+    calls = sum(c["name"] in loop.tools for t in trajs for s in t.steps for c in s.calls)
     print(limits(plain[BASELINE][0], generation_work, tools, calls))
     print(
         "generating: the share of the loop's wall time spent in generate calls (the rest: tool calls not hidden "

@@ -130,6 +130,7 @@ def trajectory_from_record(row: dict[str, Any]) -> Trajectory:
                 finish=s.get("finish", "answer"),
                 tool=s.get("tool"),
                 tool_args=s.get("tool_args"),
+                calls=list(s.get("calls", [])),
                 observation=s.get("observation"),
                 obs_ids=list(s.get("obs_ids", [])),
                 error=s.get("error"),
@@ -163,8 +164,8 @@ def replay_views(traj: Trajectory, upto: int | None = None) -> Iterator[StepView
     partial = Trajectory(traj.problem_id, traj.group_id, traj.prompt_ids)
     for i, step in enumerate(steps):
         partial.steps.append(step)
-        if step.tool is not None:
-            yield pre_view(partial, step.tool, step.tool_args or {})
+        for call in step.calls or ([{"name": step.tool, "arguments": step.tool_args}] if step.tool else []):
+            yield pre_view(partial, call["name"], call["arguments"] or {})  # each call of the message, in order
         if upto is not None and i == len(steps) - 1 and step.observation is not None:
             return
         if step.tool is not None and step.observation is None:
