@@ -152,6 +152,13 @@ class TrainConfig(Section):
     """How many of the newest checkpoints to keep."""
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights and compute of the policy and the KL reference (the optimizer state follows the weights). Log-probs
+    for the PPO ratio and the KL are taken in float32 from the logits either way. bfloat16 halves the memory of
+    weights, gradients and optimizer state; on a CPU without native bf16 instructions it runs, slower."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them (transformers' own): less
+    memory, about a third more compute per update."""
 
 
 class EvalConfig(Section):

@@ -15,12 +15,12 @@ END_OF_TURN_NAMES = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_
 """Tokens that end a turn in common chat templates: generation stops at them where the vocabulary has them."""
 
 
-def load_pretrained(path: str | Path, device: str = "cpu"):
+def load_pretrained(path: str | Path, device: str = "cpu", dtype: str = "float32"):
     """(model, tokenizer) from a local directory; never reaches for a hub."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     return model.to(device), tokenizer
 
 
@@ -39,15 +39,30 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_policy(cfg: ModelConfig, texts: Iterable[str], seed: int, device: str = "cpu"):
+def load_policy(cfg: ModelConfig, texts: Iterable[str], seed: int, device: str = "cpu", dtype: str = "float32"):
     """The configured policy: `cfg.path` if set, else a fresh tiny model with a tokenizer trained on `texts`."""
     if cfg.path:
-        return load_pretrained(cfg.path, device)
+        return load_pretrained(cfg.path, device, dtype)
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_tiny_model(tokenizer, cfg)
-    return model.to(device), tokenizer
+    return model.to(device=device, dtype=getattr(torch, dtype)), tokenizer
+
+
+def enable_checkpointing(model) -> None:
+    """transformers' activation (gradient) checkpointing of every decoder layer, by its newer name where it has it."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def bf16_is_emulated(device: str) -> bool:
+    """True on a CPU without native bfloat16 instructions (AVX512-BF16 or AMX), where bf16 math is emulated."""
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return str(device).startswith("cpu") and not native
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:

@@ -107,12 +107,18 @@ def batched_logprobs(model, batch: TokenBatch, max_tokens: int) -> torch.Tensor:
 
 
 def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False):
-    """Log-prob of each response token under `model` ([B, T]); with the entropy of each position if asked."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    """Log-prob of each response token under `model` ([B, T], float32 whatever the model's dtype); with the
+    entropy of each position (no gradient) if asked.
+
+    Only the response positions' logits are cast to float32: a bfloat16 model never makes a float32 copy of all
+    its logits, and the entropy (a diagnostic) adds nothing to the graph."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     index = batch.target_index[..., None].expand(-1, -1, logits.shape[-1])
-    logp = torch.log_softmax(logits.gather(1, index), dim=-1)  # [B, T, V]
+    logp = torch.log_softmax(logits.gather(1, index).float(), dim=-1)  # [B, T, V]
+    del logits
     token_logp = logp.gather(-1, batch.response_ids[..., None]).squeeze(-1)
     if not with_entropy:
         return token_logp
-    entropy = -(logp.exp() * logp).sum(-1)
+    with torch.no_grad():
+        entropy = -(logp.exp() * logp).sum(-1)
     return token_logp, entropy

@@ -21,7 +21,7 @@ from agentrl.config import Config
 from agentrl.engines import Engine, SamplingParams, build_engine
 from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
-from agentrl.models.loading import load_pretrained
+from agentrl.models.loading import bf16_is_emulated, enable_checkpointing, load_pretrained
 from agentrl.rollout.chain import AgentLoop, Policy
 from agentrl.rollout.tree import SamplingCost, sample_trees
 from agentrl.tasks import Problem, Task
@@ -143,13 +143,17 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
     with ExitStack() as stack:
         # --- set-up: policy, engine, tools, agent loop ---
         if checkpoints:
-            model, tokenizer = load_pretrained(checkpoints[-1], device)
+            model, tokenizer = load_pretrained(checkpoints[-1], device, cfg.train.dtype)
             state, extra = load_trainer_state(checkpoints[-1])
             run.truncate_after(state["step"])
             hooks.log(f"resumed from {checkpoints[-1]} (step {state['step']})")
         else:
-            model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device)
+            model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device, cfg.train.dtype)
             state, extra = {"step": 0, "eval_before": None}, None
+        if cfg.train.dtype == "bfloat16" and bf16_is_emulated(device):
+            hooks.log("bfloat16 on a CPU without native bf16 instructions (AVX512-BF16, AMX): emulated, slower")
+        if cfg.train.gradient_checkpointing:
+            enable_checkpointing(model)
         engine = build_engine(cfg.engine, model, tokenizer, cfg.model.max_length, cfg.train.seed)
         stack.callback(engine.close)
         tools = build_tools(task, cfg, stack)
@@ -197,7 +201,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             checkpoint(0)
 
         # the reference policy is the one RL started from; pruned checkpoints never take it away
-        ref_model = load_pretrained(run.sft_model, device)[0].eval() if cfg.algo.kl_coef > 0 else None
+        ref_model = load_pretrained(run.sft_model, device, cfg.train.dtype)[0].eval() if cfg.algo.kl_coef > 0 else None
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
         pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)
