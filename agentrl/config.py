@@ -21,6 +21,21 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
+class LoraConfig(Section):
+    """LoRA adapters (peft; the `lora` extra): SFT trains an adapter that is merged into the weights RL starts
+    from, then RL trains a fresh one; the KL reference is the model with its adapter switched off."""
+
+    r: int = Field(0, ge=0)
+    """Adapter rank; 0: no LoRA, every weight trains."""
+    alpha: float = Field(32.0, gt=0)
+    """The adapter's update is (alpha / r) * B @ A."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapter's input."""
+    target_modules: list[str] | None = None
+    """Linear layers to adapt, by name (q_proj, up_proj ...); None: every linear layer but the output head (all
+    attention and MLP projections)."""
+
+
 class ModelConfig(Section):
     path: str | None = None
     """A local `transformers` model directory; None builds the tiny default model and tokenizer from the task's text."""
@@ -36,6 +51,8 @@ class ModelConfig(Section):
     """Tiny model: byte-level BPE vocabulary size (trained on the task's own text)."""
     max_length: int = Field(512, ge=32)
     """Longest context (prompt + all turns) in tokens."""
+    lora: LoraConfig = LoraConfig()
+    """LoRA adapters instead of full fine-tuning (r > 0)."""
 
 
 class SFTConfig(Section):
@@ -269,6 +286,8 @@ class Config(Section):
     def _tree_advantage_needs_trees(self) -> Config:
         if self.algo.advantage == "tree_grpo" and self.rollout.sampler != "tree":
             raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
+        if self.model.lora.r and self.engine.backend == "vllm":
+            raise ValueError("model.lora with engine.backend=vllm: syncing adapters to vLLM is not built; use hf")
         return self
 
 

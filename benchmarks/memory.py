@@ -2,11 +2,13 @@
 
 A Qwen2.5-0.5B-shaped model with random weights (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate
 4,864, vocabulary 151,936, tied embeddings) takes one `rl_step` on `--rows` trajectories of `--tokens` tokens
-(a prompt, then two turns of model tokens and tool output), with a k3 KL term against a reference copy: old
-log-probs, reference log-probs, forward, backward and AdamW, as `agentrl train` runs them. Each setting runs in
-a fresh process, so its peak RSS (the process's high-water mark, model building included) is its own.
+(a prompt, then two turns of model tokens and tool output), with a k3 KL term: old log-probs, reference
+log-probs, forward, backward and AdamW, as `agentrl train` runs them. The reference is a second copy of the
+model, except with LoRA (r 16 on every attention and MLP projection), where it is the policy with its adapter
+off. Each setting runs in a fresh process, so its peak RSS (the process's high-water mark, model building
+included) is its own.
 
-    python benchmarks/memory.py                        # fp32 | bf16 + checkpointing, the 0.5B shape
+    python benchmarks/memory.py                        # fp32 | bf16 + checkpointing | ... + LoRA, the 0.5B shape
     python benchmarks/memory.py --shape small --settings fp32,bf16+ckpt    # seconds, for a smoke test
 
 Prints one row per setting: peak RSS (GiB), seconds for the step, and both as ratios to fp32.
@@ -42,6 +44,7 @@ SHAPES = {
 SETTINGS = {
     "fp32": ["train.dtype=float32"],
     "bf16+ckpt": ["train.dtype=bfloat16", "train.gradient_checkpointing=true"],
+    "bf16+ckpt+lora": ["train.dtype=bfloat16", "train.gradient_checkpointing=true", "model.lora.r=16"],
 }
 
 
@@ -52,6 +55,7 @@ def one_step(shape: str, setting: str, rows: int, tokens: int) -> dict:
 
     from agentrl.config import build_config
     from agentrl.models.loading import enable_checkpointing
+    from agentrl.models.lora import AdapterOff, add_lora
     from agentrl.train.trainer import rl_step
     from agentrl.trajectory import Step, Trajectory
 
@@ -60,8 +64,12 @@ def one_step(shape: str, setting: str, rows: int, tokens: int) -> dict:
     config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, max_position_embeddings=max(2048, tokens))
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config).to(dtype)
-    reference = Qwen2ForCausalLM(config).to(dtype).eval()
-    reference.load_state_dict(model.state_dict())
+    if cfg.model.lora.r:
+        model = add_lora(model, cfg.model.lora)
+        reference = AdapterOff(model)
+    else:
+        reference = Qwen2ForCausalLM(config).to(dtype).eval()
+        reference.load_state_dict(model.state_dict())
     if cfg.train.gradient_checkpointing:
         enable_checkpointing(model)
     gen = torch.Generator().manual_seed(0)
@@ -74,14 +82,15 @@ def one_step(shape: str, setting: str, rows: int, tokens: int) -> dict:
     for i in range(rows):
         steps = [Step(ids(turn), [-2.0] * turn, "", "tool_call", obs_ids=ids(turn)) for _ in range(2)]
         trajs.append(Trajectory(f"p{i}", f"g{i // 4}", ids(prompt), steps, reward=float(i % 2)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     model.train()
     start = time.perf_counter()
     rl_step(model, reference, optimizer, trajs, cfg, 0, gen)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    params = sum(p.numel() for p in model.parameters())
-    return {"setting": setting, "peak_gib": peak, "seconds": seconds, "params": params}
+    params = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"setting": setting, "peak_gib": peak, "seconds": seconds, "params": params, "trained": trained}
 
 
 def main() -> None:
@@ -105,10 +114,11 @@ def main() -> None:
     base = results[0]
     print(f"{args.shape}: {base['params'] / 1e6:.1f}M parameters, one RL step of {args.rows} x {args.tokens} tokens")
     versus = f"vs {base['setting']}"
-    print(f"{'setting':<12} {'peak RSS GiB':>12} {versus:>9} {'s/step':>9} {versus:>9}")
+    print(f"{'setting':<15} {'peak RSS GiB':>12} {versus:>9} {'s/step':>9} {versus:>9} {'trained':>10}")
     for r in results:
         rss, secs = r["peak_gib"] / base["peak_gib"], r["seconds"] / base["seconds"]
-        print(f"{r['setting']:<12} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.1f} {secs:>9.2f}")
+        trained = f"{r['trained'] / 1e6:.2f}M"
+        print(f"{r['setting']:<15} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.1f} {secs:>9.2f} {trained:>10}")
 
 
 if __name__ == "__main__":

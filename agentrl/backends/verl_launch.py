@@ -94,6 +94,11 @@ def verl_python(cfg: Config) -> str:
 
 def plan(cfg: Config, task: Task, run_dir: Path, tokenizer) -> VerlJob:
     """Problems, lengths and overrides of a verl run of `cfg` (the policy's `tokenizer` measures the prompts)."""
+    if cfg.model.lora.r:
+        raise AgentRLError(
+            "model.lora is the local trainer's; on verl set its own: --set verl.overrides.actor_rollout_ref.model."
+            "lora_rank=R (and lora_alpha, target_modules)"
+        )
     run_dir = run_dir.resolve()
     model = Path(cfg.model.path).resolve() if cfg.model.path else run_dir / "sft_model"
     paths = VerlPaths(run_dir, model)

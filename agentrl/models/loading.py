@@ -9,17 +9,22 @@ import torch
 
 from agentrl.config import ModelConfig
 from agentrl.errors import AgentRLError
+from agentrl.models import lora
 from agentrl.models.tiny import build_tiny_model, train_tokenizer
 
 END_OF_TURN_NAMES = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>")
 """Tokens that end a turn in common chat templates: generation stops at them where the vocabulary has them."""
 
 
-def load_pretrained(path: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """(model, tokenizer) from a local directory; never reaches for a hub."""
+def load_pretrained(path: str | Path, device: str = "cpu", dtype: str = "float32", trainable_adapter: bool = False):
+    """(model, tokenizer) from a local directory; never reaches for a hub. A LoRA checkpoint (an adapter) loads
+    onto its base weights, merged, or with `trainable_adapter` as a PeftModel that trains on (`--resume`)."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(path)
+    if lora.is_adapter(path):
+        base, _ = load_pretrained(lora.adapter_base(path), device, dtype)
+        return lora.load_adapter(base, path, trainable_adapter), tokenizer
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
     return model.to(device), tokenizer
 
@@ -29,7 +34,7 @@ def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
     path = Path(path)
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").is_file() and not lora.is_adapter(path):
         raise AgentRLError(f"model.path={path}: not a transformers model directory (no config.json there)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token_id is None:

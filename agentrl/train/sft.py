@@ -43,7 +43,7 @@ def sft(
 ) -> float:
     """Masked NLL over model tokens; returns the last loss."""
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
     model.train()
     loss_value = float("nan")

@@ -22,6 +22,7 @@ from agentrl.engines import Engine, SamplingParams, build_engine
 from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
 from agentrl.models.loading import bf16_is_emulated, enable_checkpointing, load_pretrained
+from agentrl.models.lora import AdapterOff, add_lora, require_peft
 from agentrl.rollout.chain import AgentLoop, Policy
 from agentrl.rollout.tree import SamplingCost, sample_trees
 from agentrl.tasks import Problem, Task
@@ -142,8 +143,11 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
     checkpoints = list_checkpoints(run.checkpoints) if resume else []
     with ExitStack() as stack:
         # --- set-up: policy, engine, tools, agent loop ---
+        lora = cfg.model.lora if cfg.model.lora.r else None
+        if lora:
+            require_peft()
         if checkpoints:
-            model, tokenizer = load_pretrained(checkpoints[-1], device, cfg.train.dtype)
+            model, tokenizer = load_pretrained(checkpoints[-1], device, cfg.train.dtype, trainable_adapter=True)
             state, extra = load_trainer_state(checkpoints[-1])
             run.truncate_after(state["step"])
             hooks.log(f"resumed from {checkpoints[-1]} (step {state['step']})")
@@ -159,10 +163,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         tools = build_tools(task, cfg, stack)
         loop = AgentLoop(task, tokenizer, tools, cfg.rollout, cfg.model.max_length, guard=build_guard(task, cfg))
         stack.callback(loop.pool.shutdown)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        if extra is not None:
-            optimizer.load_state_dict(extra["optimizer"])
-            restore_rng(extra["rng"], engine.generator)
+        optimizer = None
 
         def checkpoint(step: int) -> None:
             save_checkpoint(
@@ -181,14 +182,16 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             if cfg.sft.steps:
                 demos = expert_trajectories(loop, task, cfg.sft.num_demos, cfg.train.seed)
                 hooks.stage("sft", cfg.sft.steps)
+                tuned = add_lora(model, lora) if lora else model
                 last = sft(
-                    model,
+                    tuned,
                     demos,
                     cfg.sft,
                     tokenizer.pad_token_id,
                     engine.generator,
                     lambda s, loss: hooks.advance({"sft_loss": loss}),
                 )
+                model = tuned.merge_and_unload() if lora else model  # RL starts from the merged weights
                 run.append(run.metrics, {"step": 0, "stage": "sft", "sft_loss": last, "demos": len(demos)})
                 engine.sync_weights(model)
             hooks.stage("eval before RL", 0)
@@ -198,10 +201,22 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             hooks.log(f"held-out pass@1 before RL: {state['eval_before']['pass@1']:.3f}")
             model.save_pretrained(run.sft_model)
             tokenizer.save_pretrained(run.sft_model)
+            if lora:  # a fresh adapter for RL, in place: the engine generates with it
+                model = add_lora(model, lora, base=run.sft_model)
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        if extra is not None:
+            optimizer.load_state_dict(extra["optimizer"])
+            restore_rng(extra["rng"], engine.generator)
+        elif state["step"] == 0:
             checkpoint(0)
 
-        # the reference policy is the one RL started from; pruned checkpoints never take it away
-        ref_model = load_pretrained(run.sft_model, device, cfg.train.dtype)[0].eval() if cfg.algo.kl_coef > 0 else None
+        # the reference policy is the one RL started from; pruned checkpoints never take it away (LoRA: the
+        # policy with its adapter off)
+        ref_model = None
+        if cfg.algo.kl_coef > 0:
+            ref_model = AdapterOff(model) if lora else load_pretrained(run.sft_model, device, cfg.train.dtype)[0].eval()
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
         pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)
