@@ -61,7 +61,8 @@ def test_a_fixture_trains_in_native_format_on_the_vllm_engine(kind, tmp_path):
     python = vllm_python()
     if python is None:
         pytest.skip(SKIP_REASON)
-    model_dir = build_fixture(kind, tmp_path / kind)
+    heads = {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}  # vLLM's CPU kernels: >= 32
+    model_dir = build_fixture(kind, tmp_path / kind, **heads)
     sets = [f"model.path={model_dir}", "engine.backend=vllm", "run.name=vllm", f"run.runs_dir={tmp_path}", *SETTINGS]
     sets += ["rollout.prompts_per_step=2", "rollout.group_size=2", "eval.problems=2", "eval.samples=2"]
     env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": "0"}
