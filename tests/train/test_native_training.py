@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from safetensors.torch import load_file
+from transformers import GenerationConfig
 
 from agentrl.models.fixtures import FIXTURES, build_fixture
 from agentrl.models.loading import load_tokenizer, stop_token_ids
@@ -78,5 +79,6 @@ def test_a_fixture_trains_in_native_format_on_the_vllm_engine(kind, tmp_path):
     assert [m["step"] for m in run.read_metrics() if m["stage"] == "rl"] == [1, 2]
     with run.rollouts.open() as f:
         first = json.loads(f.readline())
-    end_of_turn = set(stop_token_ids(load_tokenizer(model_dir)))
+    stops = GenerationConfig.from_pretrained(model_dir).eos_token_id  # the engine stops at the model's EOS ids too
+    end_of_turn = set(stop_token_ids(load_tokenizer(model_dir))) | set(stops if isinstance(stops, list) else [stops])
     assert first["steps"][0]["action_ids"][-1] in end_of_turn or first["steps"][0]["finish"] == "length"
