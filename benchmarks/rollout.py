@@ -15,8 +15,9 @@ of plain generation (on one thread), from which the most of plain generation any
 tools share this machine's cores. With `--engine vllm` the loop samples through vLLM, and plain batched vLLM
 generation of the same tokens is measured beside `model.generate`.
 
-Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3] [--engine vllm]` (without --model it first fits
-the tiny model to the task's demonstrations with SFT, so that it calls tools as a trained agent does).
+Run: `python benchmarks/rollout.py [--model DIR] [--repeats 3] [--engine vllm] [--set KEY=VALUE ...]` (without
+--model it first fits the tiny model to the task's demonstrations with SFT, so that it calls tools as a trained
+agent does; `--set rollout.format=native` for a pretrained model's own format).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from agentrl.engines.base import Stream
 from agentrl.models import load_policy
 from agentrl.models.loading import load_pretrained
 from agentrl.rollout.chain import AgentLoop, ModelPolicy
-from agentrl.rollout.formats import chat_prompt_ids
 from agentrl.tasks import load_task
 from agentrl.tools import build_tools
 from agentrl.train.metrics import rollout_metrics
@@ -148,10 +148,11 @@ def main() -> None:
     parser.add_argument("--schedules", default=",".join(SCHEDULES), help="comma-separated rollout.schedule values")
     parser.add_argument("--engine", choices=("hf", "vllm"), default="hf", help="the loop's engine (engine.backend)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="the model's device")
+    parser.add_argument("--set", action="append", default=[], help="a config override, e.g. rollout.format=native")
     args = parser.parse_args()
 
     task = load_task(args.task)
-    cfg = build_config([{"task": task.name}, task.spec.defaults], [f"engine.backend={args.engine}"])
+    cfg = build_config([{"task": task.name}, task.spec.defaults], [f"engine.backend={args.engine}", *args.set])
     with ExitStack() as stack:
         if args.model:
             model, tok = load_pretrained(args.model, args.device)
@@ -175,7 +176,7 @@ def main() -> None:
 
         trajs = next(iter(loops.values()))[2]
         n_seq, per_seq = len(trajs), max(1, math.ceil(sum(t.num_generated for t in trajs) / len(trajs)))
-        prompts = [chat_prompt_ids(tok, task.messages(p)) for p in problems for _ in range(args.group)]
+        prompts = [loop.prompt_ids(p) for p in problems for _ in range(args.group)]
         baselines = {BASELINE: plain_generate(model, prompts, tok.pad_token_id, per_seq)}
         if args.engine == "vllm":
             baselines[VLLM_BASELINE] = plain_vllm_generate(engine.llm, prompts, per_seq)

@@ -174,8 +174,12 @@ class AgentLoop:
         self.score(trajs, problems)
         return trajs
 
+    def prompt_ids(self, problem: Problem) -> list[int]:
+        """The prompt as the format renders it (native format also tells the task's `instructions:`)."""
+        return self.format.prompt_ids(self.task.messages(problem, instructions=self.format.name == "native"))
+
     def start(self, problem: Problem, group_id: str, tree_id: str | None = None) -> Branch:
-        prompt_ids = self.format.prompt_ids(self.task.messages(problem, instructions=self.format.name == "native"))
+        prompt_ids = self.prompt_ids(problem)
         states = {name: tool.open_state() for name, tool in self.tools.items()}
         return Branch(problem, Trajectory(problem.id, group_id, prompt_ids, tree_id=tree_id), states)
 
