@@ -9,9 +9,11 @@ off. Each setting runs in a fresh process, so its peak RSS (the process's high-w
 included) is its own.
 
     python benchmarks/memory.py                        # fp32 | bf16 + checkpointing | ... + LoRA, the 0.5B shape
-    python benchmarks/memory.py --shape small --settings fp32,bf16+ckpt    # seconds, for a smoke test
+    python benchmarks/memory.py --settings fp32,fp32+ckpt,fp32+ckpt+lora   # where bf16 is emulated (AVX2 CPUs)
+    python benchmarks/memory.py --shape small          # seconds, for a smoke test
 
-Prints one row per setting: peak RSS (GiB), seconds for the step, and both as ratios to fp32.
+Prints one row per setting as it is measured: peak RSS (GiB), seconds for the step, both as ratios to the first
+setting, and the parameters trained. bf16 on a CPU without native bf16 instructions is emulated and far slower.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ SHAPES = {
 }
 SETTINGS = {
     "fp32": ["train.dtype=float32"],
+    "fp32+ckpt": ["train.dtype=float32", "train.gradient_checkpointing=true"],
+    "fp32+ckpt+lora": ["train.dtype=float32", "train.gradient_checkpointing=true", "model.lora.r=16"],
     "bf16+ckpt": ["train.dtype=bfloat16", "train.gradient_checkpointing=true"],
     "bf16+ckpt+lora": ["train.dtype=bfloat16", "train.gradient_checkpointing=true", "model.lora.r=16"],
 }
+DEFAULT = "fp32,bf16+ckpt,bf16+ckpt+lora"
 
 
 def one_step(shape: str, setting: str, rows: int, tokens: int) -> dict:
@@ -96,7 +101,9 @@ def one_step(shape: str, setting: str, rows: int, tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=list(SHAPES), default="qwen2.5-0.5b")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    parser.add_argument(
+        "--settings", default=DEFAULT, help=f"comma-separated, the first the baseline: {', '.join(SETTINGS)}"
+    )
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting in this process
@@ -104,21 +111,25 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_step(args.shape, args.one, args.rows, args.tokens)))
         return
-    results = []
-    for setting in args.settings.split(","):
+    base = None
+    for setting in args.settings.split(","):  # each row printed as soon as it is measured: a long run keeps them
         command = [sys.executable, __file__, "--one", setting, "--shape", args.shape]
         command += ["--rows", str(args.rows), "--tokens", str(args.tokens)]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"  {setting}: done", file=sys.stderr)
-    base = results[0]
-    print(f"{args.shape}: {base['params'] / 1e6:.1f}M parameters, one RL step of {args.rows} x {args.tokens} tokens")
-    versus = f"vs {base['setting']}"
-    print(f"{'setting':<15} {'peak RSS GiB':>12} {versus:>9} {'s/step':>9} {versus:>9} {'trained':>10}")
-    for r in results:
+        r = json.loads(out.strip().splitlines()[-1])
+        if base is None:
+            base = r
+            print(
+                f"{args.shape}: {r['params'] / 1e6:.1f}M parameters, one RL step of {args.rows} x {args.tokens} tokens"
+            )
+            versus = f"vs {r['setting']}"
+            print(f"{'setting':<15} {'peak RSS GiB':>12} {versus:>9} {'s/step':>9} {versus:>9} {'trained':>10}")
         rss, secs = r["peak_gib"] / base["peak_gib"], r["seconds"] / base["seconds"]
         trained = f"{r['trained'] / 1e6:.2f}M"
-        print(f"{r['setting']:<15} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.1f} {secs:>9.2f} {trained:>10}")
+        print(
+            f"{r['setting']:<15} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.1f} {secs:>9.2f} {trained:>10}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
