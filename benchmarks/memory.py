@@ -115,8 +115,11 @@ def main() -> None:
     for setting in args.settings.split(","):  # each row printed as soon as it is measured: a long run keeps them
         command = [sys.executable, __file__, "--one", setting, "--shape", args.shape]
         command += ["--rows", str(args.rows), "--tokens", str(args.tokens)]
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:  # a setting that does not fit is a result too (SIGKILL: the kernel's OOM killer)
+            print(f"{setting:<15} died with exit code {run.returncode}: {run.stderr.strip()[-300:]}", flush=True)
+            continue
+        r = json.loads(run.stdout.strip().splitlines()[-1])
         if base is None:
             base = r
             print(
