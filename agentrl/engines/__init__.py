@@ -3,6 +3,7 @@
 from agentrl.config import EngineConfig
 from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule
 from agentrl.engines.hf import HFEngine
+from agentrl.models.loading import stop_token_ids
 
 __all__ = ["Engine", "Generation", "HFEngine", "SamplingParams", "StopRule", "build_engine"]
 
@@ -13,8 +14,6 @@ def build_engine(cfg: EngineConfig, model, tokenizer, max_length: int, seed: int
     A `vllm` engine holds a copy of the weights: call its `sync_weights(model)` after each optimizer update,
     and `close()` it at the end. The `hf` engine reads `model` itself and needs neither.
     """
-    from agentrl.models.loading import stop_token_ids
-
     eos = stop_token_ids(tokenizer, model)
     if cfg.backend == "vllm":
         from agentrl.engines.vllm import VLLMEngine

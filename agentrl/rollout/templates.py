@@ -43,11 +43,11 @@ class ChatTemplate:
         self.tokenizer, self.schemas, self.name = tokenizer, list(schemas), name
         self._check_tool_messages()
 
-    def render(self, messages: Sequence[Message], generation_prompt: bool, tools: bool = True) -> list[int]:
+    def render(self, messages: Sequence[Message], generation_prompt: bool) -> list[int]:
         try:
             encoded = self.tokenizer.apply_chat_template(
                 list(messages),
-                tools=(self.schemas or None) if tools and self.renders_tools else None,
+                tools=(self.schemas or None) if self.renders_tools else None,
                 add_generation_prompt=generation_prompt,
                 tokenize=True,
                 return_dict=True,
@@ -58,9 +58,6 @@ class ChatTemplate:
                 f"{type(exc).__name__}: {exc}; {FALLBACK}"
             ) from exc
         return list(encoded["input_ids"])
-
-    def text(self, messages: Sequence[Message], generation_prompt: bool, tools: bool = True) -> str:
-        return self.tokenizer.decode(self.render(messages, generation_prompt, tools))
 
     # --- what the template renders (probes) ---
 
@@ -85,9 +82,19 @@ class ChatTemplate:
         return MARKER in text
 
     @cached_property
+    def _opening(self) -> list[int]:
+        """[probe user] with the generation prompt: what every assistant message's delta is cut from."""
+        return self.render([PROBE_USER], True)
+
+    @cached_property
+    def _one_turn(self) -> list[int]:
+        """[probe user, probe assistant]: what every tool-results delta is cut from."""
+        return self.render([PROBE_USER, PROBE_ASSISTANT], False)
+
+    @cached_property
     def end_of_turn(self) -> int:
         """The token that closes an assistant turn in this template: the first special token after its content."""
-        delta = self._after(self.render([PROBE_USER], True), self.render([PROBE_USER, PROBE_ASSISTANT], False))
+        delta = self._after(self._opening, self._one_turn)
         added = self.tokenizer.added_tokens_decoder
         specials = set(self.tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
         content = next(
@@ -113,7 +120,7 @@ class ChatTemplate:
         """The ids the model would generate for `message`, through its end-of-turn token."""
         if message.get("tool_calls") and not self.renders_tool_calls:
             message = as_hermes_content(message)
-        delta = self._after(self.render([PROBE_USER], True), self.render([PROBE_USER, message], False))
+        delta = self._after(self._opening, self.render([PROBE_USER, message], False))
         if self.end_of_turn not in delta:
             raise AgentRLError(f"{self.name}'s chat template does not end an assistant turn; {FALLBACK}")
         return delta[: delta.index(self.end_of_turn) + 1]
@@ -124,9 +131,8 @@ class ChatTemplate:
 
         Cut after the probe assistant's end-of-turn token, counted: a template that re-renders earlier turns
         (Qwen3) may change tokens before it, never the number of turns."""
-        prefix = self.render([PROBE_USER, PROBE_ASSISTANT], False)
         full = self.render([PROBE_USER, PROBE_ASSISTANT, *messages], True)
-        turns = prefix.count(self.end_of_turn)
+        turns = self._one_turn.count(self.end_of_turn)
         ends = [i for i, t in enumerate(full) if t == self.end_of_turn]
         if len(ends) < turns:
             raise AgentRLError(f"{self.name}'s chat template renders tool messages unexpectedly; {FALLBACK}")

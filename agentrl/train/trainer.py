@@ -163,7 +163,6 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         tools = build_tools(task, cfg, stack)
         loop = AgentLoop(task, tokenizer, tools, cfg.rollout, cfg.model.max_length, guard=build_guard(task, cfg))
         stack.callback(loop.pool.shutdown)
-        optimizer = None
 
         def checkpoint(step: int) -> None:
             save_checkpoint(
@@ -209,7 +208,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         if extra is not None:
             optimizer.load_state_dict(extra["optimizer"])
             restore_rng(extra["rng"], engine.generator)
-        elif state["step"] == 0:
+        else:
             checkpoint(0)
 
         # the reference policy is the one RL started from; pruned checkpoints never take it away (LoRA: the
