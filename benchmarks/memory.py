@@ -130,7 +130,7 @@ def main() -> None:
         rss, secs = r["peak_gib"] / base["peak_gib"], r["seconds"] / base["seconds"]
         trained = f"{r['trained'] / 1e6:.2f}M"
         print(
-            f"{r['setting']:<15} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.1f} {secs:>9.2f} {trained:>10}",
+            f"{r['setting']:<15} {r['peak_gib']:>12.2f} {rss:>9.2f} {r['seconds']:>9.3g} {secs:>9.2f} {trained:>10}",
             flush=True,
         )
 
