@@ -176,6 +176,10 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them (transformers' own): less
     memory, about a third more compute per update."""
+    logits_chunk_mib: float = Field(512, gt=0)
+    """Float32 logits held at once when taking log-probs: the output head and log-softmax run over as many
+    response positions at a time as fit, and recompute in the backward pass. Only models with large vocabularies
+    notice (8 x 512 tokens of a 152k vocabulary hold 2.5 GB per copy of their logits)."""
 
 
 class EvalConfig(Section):

@@ -94,7 +94,20 @@ class AdapterOff:
 
     def __init__(self, model):
         self.model = model
+        self.config = model.config
 
     def __call__(self, **inputs):
         with self.model.disable_adapter():
             return self.model(**inputs)
+
+    def get_decoder(self):
+        decoder = self.model.get_decoder()
+
+        def without_adapter(**inputs):
+            with self.model.disable_adapter():
+                return decoder(**inputs)
+
+        return without_adapter
+
+    def get_output_embeddings(self):
+        return self.model.get_output_embeddings()  # never adapted (`linear_layer_names` leaves the head out)

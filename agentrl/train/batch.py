@@ -6,11 +6,13 @@ tokens alike; `response_mask` tells them apart). Log-probs come from one forward
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
+from agentrl.config import TrainConfig
 from agentrl.trajectory import Trajectory
 
 
@@ -96,29 +98,66 @@ def collate(trajs: Sequence[Trajectory], pad_token_id: int) -> TokenBatch:
     )
 
 
-def batched_logprobs(model, batch: TokenBatch, max_tokens: int) -> torch.Tensor:
+CHUNK_MIB = TrainConfig.model_fields["logits_chunk_mib"].default
+
+
+def batched_logprobs(model, batch: TokenBatch, max_tokens: int, chunk_mib: float = CHUNK_MIB) -> torch.Tensor:
     """`token_logprobs` of the whole batch ([B, T], no gradient), computed in length-sorted micro-batches."""
     out = torch.zeros_like(batch.sampling_logprobs)
     with torch.no_grad():
         for rows in batch.micro_batches(torch.arange(len(out), device=out.device), max_tokens):
-            logp = token_logprobs(model, batch.select(rows).trim())
+            logp = token_logprobs(model, batch.select(rows).trim(), chunk_mib=chunk_mib)
             out[rows, : logp.shape[1]] = logp
     return out
 
 
-def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False):
+# Config fields that put a transform between the output head and the logits (softcapping, scaling): such a model's
+# logits come from its own forward, not from head(hidden).
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _response_states(model, batch: TokenBatch) -> tuple[torch.Tensor, Callable, int]:
+    """The states that predict each response token ([B, T, D]), the function that maps them to logits, and the
+    vocabulary size. For a plain head the states are the decoder's last hidden states, so no logits are computed
+    for prompt positions and the head can run chunk by chunk."""
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS):
+        states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
+    else:
+        states, head = model(**inputs).logits, torch.nn.Identity()
+        vocab = states.shape[-1]
+    index = batch.target_index[..., None].expand(-1, -1, states.shape[-1])
+    return states.gather(1, index), head, vocab
+
+
+def _chunk_logprobs(head: Callable, states: torch.Tensor, targets: torch.Tensor, with_entropy: bool):
+    logp = torch.log_softmax(head(states).float(), dim=-1)
+    token_logp = logp.gather(-1, targets[:, None]).squeeze(-1)
+    if not with_entropy:
+        return (token_logp,)
+    with torch.no_grad():
+        return token_logp, -(logp.exp() * logp).sum(-1)
+
+
+def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False, chunk_mib: float = CHUNK_MIB):
     """Log-prob of each response token under `model` ([B, T], float32 whatever the model's dtype); with the
     entropy of each position (no gradient) if asked.
 
-    Only the response positions' logits are cast to float32: a bfloat16 model never makes a float32 copy of all
-    its logits, and the entropy (a diagnostic) adds nothing to the graph."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    index = batch.target_index[..., None].expand(-1, -1, logits.shape[-1])
-    logp = torch.log_softmax(logits.gather(1, index).float(), dim=-1)  # [B, T, V]
-    del logits
-    token_logp = logp.gather(-1, batch.response_ids[..., None]).squeeze(-1)
-    if not with_entropy:
-        return token_logp
-    with torch.no_grad():
-        entropy = -(logp.exp() * logp).sum(-1)
-    return token_logp, entropy
+    The output head and log-softmax run over as many response positions at a time as keep their float32 logits
+    under `chunk_mib`; with a gradient, each chunk's logits are recomputed in the backward pass instead of kept.
+    A 152k vocabulary's logits of 8 x 512 tokens would otherwise hold 2.5 GB per copy, and the log-softmax, the
+    entropy and both gradients each make one."""
+    states, head, vocab = _response_states(model, batch)
+    shape = batch.response_ids.shape
+    states, targets = states.reshape(shape.numel(), -1), batch.response_ids.reshape(-1)
+    rows = max(1, int(chunk_mib * 2**20 // (4 * vocab)))
+    recompute = torch.is_grad_enabled() and states.requires_grad and len(targets) > rows
+    outs = []
+    for chunk, chunk_targets in zip(states.split(rows), targets.split(rows), strict=True):
+        if recompute:
+            outs.append(checkpoint(_chunk_logprobs, head, chunk, chunk_targets, with_entropy, use_reentrant=False))
+        else:
+            outs.append(_chunk_logprobs(head, chunk, chunk_targets, with_entropy))
+    token_logp, *entropy = (torch.cat(parts).reshape(shape) for parts in zip(*outs, strict=True))
+    return (token_logp, entropy[0]) if with_entropy else token_logp

@@ -94,8 +94,9 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
         advantage_inputs(trajs, batch), cfg.algo.advantage, cfg.algo.shaping, **cfg.algo.params
     ).to(device)
     budget = cfg.train.micro_batch_tokens
-    old_logprobs = batched_logprobs(model, batch, budget)
-    ref_logprobs = batched_logprobs(ref_model, batch, budget) if ref_model is not None else None
+    chunk = cfg.train.logits_chunk_mib
+    old_logprobs = batched_logprobs(model, batch, budget, chunk)
+    ref_logprobs = batched_logprobs(ref_model, batch, budget, chunk) if ref_model is not None else None
     per_row = batch.response_mask.sum(1) if cfg.algo.loss_agg == "token-mean" else (batch.response_mask.sum(1) > 0)
     stats: dict[str, list[float]] = {}
     for _epoch in range(cfg.algo.ppo_epochs):
@@ -109,7 +110,7 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
                 weight = float(per_row[micro].sum() / per_row[rows].sum().clamp_min(1))
                 mb = batch.select(micro).trim()
                 width = mb.response_ids.shape[1]
-                logprobs, entropy = token_logprobs(model, mb, with_entropy=True)
+                logprobs, entropy = token_logprobs(model, mb, with_entropy=True, chunk_mib=chunk)
                 loss, micro_info = policy_loss(
                     logprobs,
                     old_logprobs[micro, :width],

@@ -86,3 +86,50 @@ def test_gradient_checkpointing_leaves_a_run_unchanged(make_config, arith_task):
     plain, checkpointed = load_file(runs["plain"].path / last), load_file(runs["checkpointed"].path / last)
     for key in plain:
         torch.testing.assert_close(checkpointed[key], plain[key], rtol=0, atol=1e-6, msg=key)
+
+
+def logprobs_and_grads(model, batch, chunk_mib):
+    model.zero_grad(set_to_none=True)
+    logp, entropy = token_logprobs(model, batch, with_entropy=True, chunk_mib=chunk_mib)
+    (-(logp * batch.response_mask).sum()).backward()
+    return logp.detach(), entropy, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def test_log_probs_taken_chunk_by_chunk_equal_one_pass(tiny_model, tokenizer):
+    batch = batch_of(tokenizer, n=6)
+    tiny_model.train()
+    whole = logprobs_and_grads(tiny_model, batch, chunk_mib=512)
+    rows_per_chunk = int(0.01 * 2**20 // (4 * len(tokenizer)))
+    assert batch.response_ids.numel() > 3 * rows_per_chunk  # several chunks, each recomputed in the backward
+    chunked = logprobs_and_grads(tiny_model, batch, chunk_mib=0.01)
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+    for name, grad in whole[2].items():
+        torch.testing.assert_close(
+            chunked[2][name], grad, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
+def test_a_model_with_softcapped_logits_gets_log_probs_of_its_own_logits(tokenizer):
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=0.5,  # small enough to change every log-prob
+    )
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).eval()
+    batch = batch_of(tokenizer)
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        index = batch.target_index[..., None].expand(-1, -1, logits.shape[-1])
+        want = torch.log_softmax(logits.gather(1, index), -1).gather(-1, batch.response_ids[..., None]).squeeze(-1)
+        head = model.get_output_embeddings()
+        uncapped = torch.log_softmax(head(model.get_decoder()(input_ids=batch.input_ids).last_hidden_state), -1)
+        assert not torch.allclose(uncapped.gather(1, index).gather(-1, batch.response_ids[..., None]).squeeze(-1), want)
+        torch.testing.assert_close(token_logprobs(model, batch, chunk_mib=1), want, rtol=0, atol=1e-6)
