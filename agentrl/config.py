@@ -67,7 +67,7 @@ class SFTConfig(Section):
 
 
 class TreeConfig(Section):
-    """Tree-GRPO sampling (ALGORITHMS.md section 2); defaults are the paper's scripts (M=2, N=2, L=1, K=3)."""
+    """Tree-GRPO sampling (docs/algorithms.md); defaults are the paper's scripts (M=2, N=2, L=1, K=3)."""
 
     trees: int = Field(2, ge=1)
     """M: trees per prompt, each started from one full chain."""
@@ -180,6 +180,11 @@ class TrainConfig(Section):
     """Float32 logits held at once when taking log-probs: the output head and log-softmax run over as many
     response positions at a time as fit, and recompute in the backward pass. Only models with large vocabularies
     notice (8 x 512 tokens of a 152k vocabulary hold 2.5 GB per copy of their logits)."""
+    loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]
+    """Where metrics go, e.g. `--set train.loggers=[jsonl,tensorboard]`. jsonl (the run's metrics.jsonl) is always
+    written, listed or not; tensorboard: event files in the run's tensorboard/; wandb: a W&B run, offline unless
+    WANDB_API_KEY is set. Both need their pip extra (`agentrl[tensorboard]`, `agentrl[wandb]`); on verl they join
+    verl.logger (docs/tracking.md)."""
 
 
 class EvalConfig(Section):
@@ -290,8 +295,6 @@ class Config(Section):
     def _tree_advantage_needs_trees(self) -> Config:
         if self.algo.advantage == "tree_grpo" and self.rollout.sampler != "tree":
             raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
-        if self.model.lora.r and self.engine.backend == "vllm":
-            raise ValueError("model.lora with engine.backend=vllm: syncing adapters to vLLM is not built; use hf")
         return self
 
 

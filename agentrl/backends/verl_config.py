@@ -156,7 +156,7 @@ def hydra_overrides(cfg: Config, paths: VerlPaths, lengths: Lengths, train_probl
         "trainer.default_local_dir": str(paths.checkpoints),
         "trainer.project_name": "agentrl",
         "trainer.experiment_name": paths.run_dir.name,
-        "trainer.logger": list(cfg.verl.logger),
+        "trainer.logger": verl_loggers(cfg),
         "trainer.nnodes": cfg.verl.nnodes,
         "trainer.n_gpus_per_node": cfg.verl.gpus_per_node,
         "trainer.use_v1": True,
@@ -164,11 +164,18 @@ def hydra_overrides(cfg: Config, paths: VerlPaths, lengths: Lengths, train_probl
         "+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook": SETUP_HOOK,
         f"+ray_kwargs.ray_init.runtime_env.env_vars.{CONFIG_ENV}": str(paths.agentrl_config),
     }
+    if "tensorboard" in ours["trainer.logger"]:  # the run's tensorboard/, as locally (verl's default: under its cwd)
+        ours["+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR"] = str(paths.run_dir / "tensorboard")
     theirs = flatten(cfg.verl.overrides)
     bare = {key.lstrip("+"): key for key in ours}
     for key in theirs:  # the user's value replaces ours, under the user's spelling of the key
         ours.pop(bare.get(key.lstrip("+"), key), None)
     return [f"{key}={hydra_value(value)}" for key, value in {**ours, **theirs}.items()]
+
+
+def verl_loggers(cfg: Config) -> list[str]:
+    """verl's trainer.logger: verl.logger, then the trackers of train.loggers (jsonl is the local trainer's file)."""
+    return list(dict.fromkeys([*cfg.verl.logger, *(name for name in cfg.train.loggers if name != "jsonl")]))
 
 
 def _mini_batch(prompts_per_step: int, minibatch_size: int, n: int) -> int:

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from transformers.utils import logging as hf_logging
 
 from agentrl.train.trainer import Hooks
 
@@ -31,6 +32,9 @@ def describe(metrics: dict) -> str:
 
 @contextmanager
 def progress_hooks(quiet: bool, console: Console) -> Iterator[Hooks]:
+    # transformers' own bars (save_pretrained's "Writing model shards") would cut into these lines; its warnings
+    # and errors still print
+    hf_logging.disable_progress_bar()
     if quiet:
         yield Hooks(
             stage=lambda name, total: console.print(f"[{name}]", markup=False),

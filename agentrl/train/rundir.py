@@ -7,6 +7,8 @@ runs/NAME/
   checkpoints/       step-NNNNNN/ (atomic; only the newest few are kept)
   sft_model/         the policy before RL (never pruned; the reference model of the KL term)
   summary.json       pass@1 before and after RL
+  tensorboard/       TensorBoard event files (train.loggers: tensorboard)
+  wandb/, wandb-id   the W&B run's local files, and its id (train.loggers: wandb)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class RunDir:
         self.sft_model = path / "sft_model"
         self.summary = path / "summary.json"
         self.config = path / "config.yaml"
+        self.tensorboard = path / "tensorboard"
+        self.wandb_id = path / "wandb-id"
 
     @classmethod
     def create(cls, cfg: Config, task_name: str) -> RunDir:

@@ -29,6 +29,7 @@ from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
 from agentrl.train.batch import batched_logprobs, collate, token_logprobs
 from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
+from agentrl.train.loggers import build_loggers
 from agentrl.train.metrics import rollout_metrics
 from agentrl.train.rundir import RunDir
 from agentrl.train.sft import expert_trajectories, sft
@@ -143,18 +144,25 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
     device = cfg.train.device
     checkpoints = list_checkpoints(run.checkpoints) if resume else []
     with ExitStack() as stack:
+        # --- the run's state and loggers (a tracker's missing package fails here, before any work) ---
+        if checkpoints:
+            state, extra = load_trainer_state(checkpoints[-1])
+            run.truncate_after(state["step"])
+        else:
+            state, extra = {"step": 0, "eval_before": None}, None
+        # resumed, the steps past the checkpoint run again: the trackers drop what they had of them, as metrics.jsonl
+        logger = build_loggers(cfg, run, purge_step=state["step"] + 1 if checkpoints else None)
+        stack.callback(logger.close)
+
         # --- set-up: policy, engine, tools, agent loop ---
         lora = cfg.model.lora if cfg.model.lora.r else None
         if lora:
             require_peft()
         if checkpoints:
             model, tokenizer = load_pretrained(checkpoints[-1], device, cfg.train.dtype, trainable_adapter=True)
-            state, extra = load_trainer_state(checkpoints[-1])
-            run.truncate_after(state["step"])
             hooks.log(f"resumed from {checkpoints[-1]} (step {state['step']})")
         else:
             model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device, cfg.train.dtype)
-            state, extra = {"step": 0, "eval_before": None}, None
         if cfg.train.dtype == "bfloat16" and bf16_is_emulated(device):
             hooks.log("bfloat16 on a CPU without native bf16 instructions (AVX512-BF16, AMX): emulated, slower")
         if cfg.train.gradient_checkpointing:
@@ -192,12 +200,12 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                     lambda s, loss: hooks.advance({"sft_loss": loss}),
                 )
                 model = tuned.merge_and_unload() if lora else model  # RL starts from the merged weights
-                run.append(run.metrics, {"step": 0, "stage": "sft", "sft_loss": last, "demos": len(demos)})
+                logger.log(0, {"stage": "sft", "sft_loss": last, "demos": len(demos)})
                 engine.sync_weights(model)
             hooks.stage("eval before RL", 0)
             model.eval()
             state["eval_before"] = evaluate(loop, engine, task, cfg)
-            run.append(run.metrics, {"step": 0, "stage": "eval_before", **state["eval_before"]})
+            logger.log(0, {"stage": "eval_before", **state["eval_before"]})
             hooks.log(f"held-out pass@1 before RL: {state['eval_before']['pass@1']:.3f}")
             model.save_pretrained(run.sft_model)
             tokenizer.save_pretrained(run.sft_model)
@@ -232,7 +240,6 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
             update["engine_sync_s"] = engine.sync_weights(model)
             metrics = {
-                "step": step,
                 "stage": "rl",
                 **rollout_metrics(trajs),
                 **guard_metrics(trajs),
@@ -242,17 +249,17 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                 "seconds": time.perf_counter() - start,
             }
             run.append_many(run.rollouts, [{"step": step, **t.to_record()} for t in trajs])
-            run.append(run.metrics, metrics)
+            logger.log(step, metrics)
             state["step"] = step
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
                 checkpoint(step)
-            hooks.advance(metrics)
+            hooks.advance({"step": step, **metrics})
 
         # --- held-out pass@1 after RL ---
         hooks.stage("eval after RL", 0)
         model.eval()
         after = evaluate(loop, engine, task, cfg)
-        run.append(run.metrics, {"step": cfg.train.steps, "stage": "eval_after", **after})
+        logger.log(cfg.train.steps, {"stage": "eval_after", **after})
     summary = {
         "task": task.name,
         "steps": cfg.train.steps,

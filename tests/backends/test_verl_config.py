@@ -82,6 +82,16 @@ def test_ppo_mini_batches_count_prompts_in_verl():
     assert o["actor_rollout_ref.actor.ppo_mini_batch_size"] == "3"
 
 
+def test_train_loggers_join_verls_trainer_logger():
+    tb_dir = "+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR"
+    default = overrides()
+    assert default["trainer.logger"] == "[console]" and tb_dir not in default
+    o = overrides("train.loggers=[jsonl,tensorboard,wandb]")
+    assert o["trainer.logger"] == "[console,tensorboard,wandb]"
+    assert o[tb_dir] == "/runs/x/tensorboard"  # where the local trainer writes its event files too
+    assert overrides("verl.logger=[wandb]", "train.loggers=[wandb]")["trainer.logger"] == "[wandb]"
+
+
 def test_verl_overrides_win_under_the_users_spelling():
     o = overrides(
         "verl.overrides.trainer.save_freq=9",
