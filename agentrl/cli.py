@@ -147,7 +147,9 @@ def eval_(
     tools_ablation: Annotated[
         bool, typer.Option("--tools-ablation", help="Evaluate every model both with and without tools.")
     ] = False,
-    suite: Annotated[Path | None, typer.Option("--suite", help="An eval suite file, e.g. evals/X.yaml.")] = None,
+    suite: Annotated[
+        Path | None, typer.Option("--suite", help="An eval suite file (evals/X.yaml), or a bundled suite's name.")
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output dir (default: runs/NAME/eval for a run, else runs/eval-TASK-TIME)."),

@@ -25,12 +25,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from agentrl.bundled import bundled_dir, bundled_path
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
 
 DemoMessage = str | dict[str, Any]
 """An expert's assistant message: text in the task's format, or {"content": ..., "tool_calls": [...]}."""
-BUNDLED_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+BUNDLED_TASKS = bundled_path("tasks")
 REQUIRED_FUNCTIONS = ("generate", "verify", "demo")
 
 
@@ -181,13 +182,15 @@ def demo_text(message: DemoMessage, fmt: str) -> str:
 
 
 def resolve_task_path(name_or_path: str) -> Path:
+    """A task folder given by path, else a bundled task of that name (found from any working folder)."""
     path = Path(name_or_path)
     if (path / "task.yaml").is_file():
         return path
-    bundled = BUNDLED_TASKS / name_or_path
+    bundled_tasks = bundled_dir("tasks")
+    bundled = bundled_tasks / name_or_path
     if (bundled / "task.yaml").is_file():
         return bundled
-    known = ", ".join(sorted(p.parent.name for p in BUNDLED_TASKS.glob("*/task.yaml")))
+    known = ", ".join(sorted(p.parent.name for p in bundled_tasks.glob("*/task.yaml")))
     raise AgentRLError(f"task {name_or_path!r} not found: give a folder with a task.yaml, or one of: {known}")
 
 
@@ -213,8 +216,15 @@ def load_task(name_or_path: str) -> Task:
     return Task(root, spec, module)
 
 
+def task_reference(task: Task) -> str:
+    """How another process (a Ray worker) finds `task`: a bundled task by its name, read from that machine's own
+    install wherever agentrl lives there; any other task by its absolute path."""
+    root = task.root.resolve()
+    return root.name if root.parent == BUNDLED_TASKS.resolve() else str(root)
+
+
 def list_tasks() -> list[Task]:
-    return [load_task(str(p.parent)) for p in sorted(BUNDLED_TASKS.glob("*/task.yaml"))]
+    return [load_task(str(p.parent)) for p in sorted(bundled_dir("tasks").glob("*/task.yaml"))]
 
 
 def task_config(name_or_path: str, config_file: str | Path | None = None, overrides: Sequence[str] = ()):

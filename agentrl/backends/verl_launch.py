@@ -45,7 +45,7 @@ from agentrl.backends.verl_rows import AGENT_NAME, dataset_row
 from agentrl.config import Config, config_to_yaml
 from agentrl.errors import AgentRLError
 from agentrl.rollout.formats import build_format, chat_prompt_ids
-from agentrl.tasks import Problem, Task
+from agentrl.tasks import Problem, Task, task_reference
 from agentrl.tools import build_tools
 from agentrl.tools.base import function_schema
 from agentrl.train.trainer import TRAIN_POOL  # as many distinct train problems as the local trainer draws from
@@ -167,7 +167,7 @@ def write_files(job: VerlJob) -> None:
     paths = job.paths
     paths.workdir.mkdir(parents=True, exist_ok=True)
     worker_cfg = job.cfg.model_copy(deep=True)
-    worker_cfg.task = str(job.task.root.resolve())
+    worker_cfg.task = task_reference(job.task)
     worker_cfg.model.path = str(paths.model)
     paths.agentrl_config.write_text(config_to_yaml(worker_cfg))
     entry = {

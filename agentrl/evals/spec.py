@@ -2,6 +2,7 @@
 
 One `EvalSpec` comes from the command line or from a suite file (`evals/*.yaml`, the same fields), so that
 `agentrl eval --suite evals/X.yaml` reproduces a table. Options given on the command line override the suite.
+A suite that is not a file there is looked up among the bundled suites (`--suite X` works from any folder).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentrl.bundled import bundled_dir
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
 
@@ -127,9 +129,24 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_suite(suite: str | Path) -> Path:
+    """The suite file at `suite` when there is one, else the bundled suite it names: `X`, `X.yaml` or
+    `evals/X.yaml` (found from any working folder)."""
+    path = Path(suite)
+    if path.is_file():
+        return path
+    suites = bundled_dir("evals")
+    if path.parent in (Path("."), Path("evals")):
+        bundled = suites / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+        if bundled.is_file():
+            return bundled
+    known = ", ".join(sorted(p.stem for p in suites.glob("*.yaml")))
+    raise AgentRLError(f"suite {str(suite)!r} not found: give a suite file, or a bundled suite: {known}")
+
+
 def spec_from_options(suite: str | Path | None, options: dict[str, Any]) -> EvalSpec:
     """The suite's fields (if any) with every option that was given (not None) on top."""
-    data = load_suite(suite) if suite is not None else {}
+    data = load_suite(resolve_suite(suite)) if suite is not None else {}
     data.update({key: value for key, value in options.items() if value is not None})
     if not data.get("tasks"):
         raise AgentRLError("no task to evaluate: give TASK, or --suite FILE with a tasks: list")

@@ -30,12 +30,13 @@ from typing import Any
 
 import yaml
 
+from agentrl.bundled import bundled_path
 from agentrl.config import RolloutConfig
 from agentrl.tasks import Problem, Task, TaskSpec, demo_text, load_task
 from agentrl.tools.base import ToolResult
 from agentrl.trajectory import Trajectory
 
-BENCH_DIR = Path(__file__).resolve().parent.parent.parent / "evals" / "guard"
+BENCH_DIR = bundled_path("evals", "guard")
 SHOP = "http://127.0.0.1:8000"
 CONFIG_SECRET = "sk-proj" + "Q7vX2mR9tL4wK8zN1cB6yH3j"
 """The key in the sandbox's config.env (a fake, shaped like an OpenAI key)."""

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentrl.bundled import bundled_dir
 from agentrl.errors import AgentRLError
 
 app = typer.Typer(help="Guardrails: policies, audits, the benchmark.", no_args_is_help=True, add_completion=False)
@@ -145,7 +146,7 @@ def _read_rows(path: Path) -> list[dict]:
 
 @app.command("make-bench")
 def make_bench_cmd(
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write (default: evals/guard).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write.")] = Path("evals/guard"),
     python_train: Annotated[int, typer.Option(help="Python (arith-python) episodes in the train split.")] = 240,
     python_test: Annotated[int, typer.Option(help="Python episodes in the test split.")] = 160,
     browser_train: Annotated[int, typer.Option(help="Browser (simulated shop) episodes in the train split.")] = 144,
@@ -153,13 +154,12 @@ def make_bench_cmd(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
 ) -> None:
     """Build the labelled benchmark: run the episodes through the agent loop, label every policy and prefix."""
-    from agentrl.guard.bench import BENCH_DIR, make_bench
+    from agentrl.guard.bench import make_bench
 
-    target = out_dir or BENCH_DIR
     start = time.perf_counter()
-    counts = make_bench(target, (python_train, python_test), (browser_train, browser_test), seed)
+    counts = make_bench(out_dir, (python_train, python_test), (browser_train, browser_test), seed)
     out.print(
-        f"wrote {target} in {time.perf_counter() - start:.0f}s: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        f"wrote {out_dir} in {time.perf_counter() - start:.0f}s: " + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
 
 
@@ -172,10 +172,9 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the shuffles and the wordings drawn.")] = 0,
 ) -> None:
     """Train the learned checker on the benchmark's train split; save it to a folder (use it as guard.model)."""
-    from agentrl.guard.bench import BENCH_DIR
     from agentrl.guard.dataset import fit_learned, load_bench
 
-    data = load_bench(bench or BENCH_DIR)
+    data = load_bench(bench or bundled_dir("evals", "guard"))
     start = time.perf_counter()
     scorer = fit_learned(data, per_row=wordings_per_row, seed=seed, epochs=epochs)
     scorer.save(out_dir)
@@ -198,7 +197,6 @@ def eval_cmd(
     by_policy: Annotated[bool, typer.Option("--by-policy", help="One row per policy family too.")] = False,
 ) -> None:
     """Accuracy, precision, recall, F1 and latency per step of each checker, whole-trajectory and prefix."""
-    from agentrl.guard.bench import BENCH_DIR
     from agentrl.guard.dataset import fit_learned, load_bench
     from agentrl.guard.evaluate import evaluate_learned, evaluate_rules
     from agentrl.guard.learned import load_scorer
@@ -208,7 +206,7 @@ def eval_cmd(
     wanted = {c.strip() for c in checkers.split(",") if c.strip()}
     if wanted - {"rules", "learned"}:
         raise AgentRLError(f"unknown checker(s) {', '.join(sorted(wanted - {'rules', 'learned'}))}: rules, learned")
-    data = load_bench(bench or BENCH_DIR)
+    data = load_bench(bench or bundled_dir("evals", "guard"))
     results = {}
     if "rules" in wanted:
         results["rules"] = evaluate_rules(data, split)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agentrl.bundled import bundled_dir
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
-from agentrl.tasks import BUNDLED_TASKS, TaskSpec
+from agentrl.tasks import TaskSpec
 
 
 @dataclass
@@ -29,7 +30,7 @@ class TaskEntry:
 def find_tasks(folders: list[Path] | None = None) -> list[TaskEntry]:
     """Every `*/task.yaml` under `folders` (default: the bundled tasks), sorted by folder."""
     entries = []
-    for parent in folders or [BUNDLED_TASKS]:
+    for parent in folders or [bundled_dir("tasks")]:
         if (parent / "task.yaml").is_file():  # a task folder itself
             paths = [parent / "task.yaml"]
         elif parent.is_dir():

@@ -70,7 +70,8 @@ def test_launch_writes_the_run_and_starts_verl_in_it(tmp_path, model_dir):
     assert len(rows) == 4 and {r["agent_name"] for r in rows} == {"agentrl"}
     (entry,) = yaml.safe_load((workdir / "agent_loops.yaml").read_text())
     worker_cfg = yaml.safe_load(Path(entry["config_path"]).read_text())
-    assert Path(worker_cfg["task"]).is_absolute() and worker_cfg["model"]["path"] == str(model_dir.resolve())
+    assert worker_cfg["task"] == "arith-python"  # bundled: each worker reads its own install's copy
+    assert worker_cfg["model"]["path"] == str(model_dir.resolve())
     assert (workdir / "launch.sh").read_text().startswith(f"#!/bin/sh\ncd {workdir} && AGENTRL_CONFIG=")
     with pytest.raises(AgentRLError, match="already holds a verl run: pass --resume"):
         run(cfg, tmp_path)
