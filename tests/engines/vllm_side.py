@@ -2,9 +2,10 @@
 
 JOB (json): `model_a`, `model_b` (transformers directories; A's holds the tokenizer), `max_length`, `dtype`,
 `syncs` (extra timed syncs to B) and `cases`: `{name, phase, prompts, params, stop, seed?, repeat?, staggered?}`
-with `phase` one of A, B, A2, `stop` a tool-call format or null, and `staggered` to feed the prompts through
+with `phase` one of A, B, A2, L, `stop` a tool-call format or null, and `staggered` to feed the prompts through
 `engine.stream` two per step instead of one `generate` call. Phases run in order on one engine: A, then
-`sync_weights` to B, B, then back to A, A2. OUT: each case's generations, seconds per case, sync seconds.
+`sync_weights` to B, B, then back to A, A2, and with `model_lora` (a LoRA adapter directory on A) L: the adapter's
+policy synced as a PeftModel. OUT: each case's generations, seconds per case, sync seconds.
 With `small_heads` (a model directory), OUT's `small_heads_error` is the error building an engine on it gives.
 """
 
@@ -24,6 +25,7 @@ def main(job_path: str, out_path: str) -> None:
     from agentrl.engines.base import SamplingParams
     from agentrl.engines.vllm import VLLMEngine
     from agentrl.errors import AgentRLError
+    from agentrl.models.loading import load_pretrained
     from tests.engines.harness import loop_stop_rule
 
     job = json.loads(Path(job_path).read_text())
@@ -33,6 +35,8 @@ def main(job_path: str, out_path: str) -> None:
     rules = {fmt: loop_stop_rule(fmt, tokenizer, job["max_length"]) for fmt in formats}
 
     def load(key: str):
+        if key == "model_lora":  # the policy of a LoRA run: a PeftModel, its adapter trainable
+            return load_pretrained(job[key], dtype=job.get("dtype", "float32"), trainable_adapter=True)[0]
         return AutoModelForCausalLM.from_pretrained(job[key], dtype=dtype)
 
     out: dict = {"results": {}, "seconds": {}, "sync_s": [], "device": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -45,7 +49,8 @@ def main(job_path: str, out_path: str) -> None:
     start = time.perf_counter()
     with VLLMEngine(load("model_a"), [tokenizer.eos_token_id], job["max_length"], seed=0) as engine:
         out["seconds"]["start"] = time.perf_counter() - start
-        for phase, weights in (("A", None), ("B", "model_b"), ("A2", "model_a")):
+        phases = [("A", None), ("B", "model_b"), ("A2", "model_a")] + [("L", "model_lora")] * ("model_lora" in job)
+        for phase, weights in phases:
             if weights is not None:
                 model = load(weights)
                 for _ in range(1 + (job.get("syncs", 0) if phase == "B" else 0)):

@@ -29,7 +29,7 @@ class Crash(Exception):
     pass
 
 
-def _nonzero_adapter(model) -> None:
+def nonzero_adapter(model) -> None:
     """Fresh adapters are the identity (B = 0): give them a visible update."""
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -68,7 +68,7 @@ def test_an_adapter_checkpoint_loads_merged_for_evals_and_trainable_for_resume(t
     tiny_model.save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
     model = add_lora(tiny_model, LoraConfig(r=4), base=tmp_path / "base").eval()
-    _nonzero_adapter(model)
+    nonzero_adapter(model)
     model.save_pretrained(tmp_path / "ckpt")
     tokenizer.save_pretrained(tmp_path / "ckpt")
     batch = batch_of(tokenizer)
@@ -90,7 +90,7 @@ def test_the_kl_reference_with_the_adapter_off_is_the_base_model(tiny_model, tok
     batch = batch_of(tokenizer)
     base = copy.deepcopy(tiny_model).eval()
     model = add_lora(tiny_model, LoraConfig(r=4)).eval()
-    _nonzero_adapter(model)
+    nonzero_adapter(model)
     with torch.no_grad():
         reference = token_logprobs(AdapterOff(model), batch)
         assert torch.equal(reference, token_logprobs(base, batch))
@@ -103,7 +103,7 @@ def test_bf16_lora_loss_and_adapter_gradients_match_fp32(tiny_model, tokenizer):
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(0)  # the same adapter initialisation for both
         model = add_lora(copy.deepcopy(tiny_model).to(dtype), LoraConfig(r=4))
-        _nonzero_adapter(model)
+        nonzero_adapter(model)
         logp = token_logprobs(model, batch)
         loss = -(logp * batch.response_mask).sum() / batch.response_mask.sum()
         loss.backward()
@@ -127,3 +127,17 @@ def test_lora_without_peft_says_which_extra(monkeypatch, tiny_model):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
     with pytest.raises(AgentRLError, match=r"pip install 'agentrl\[lora\]'"):
         lora_module.add_lora(tiny_model, LoraConfig(r=4))
+
+
+def test_merged_weights_are_the_merged_model_under_the_base_names(tiny_model, tokenizer):
+    names = set(tiny_model.state_dict())
+    model = add_lora(copy.deepcopy(tiny_model), LoraConfig(r=4))
+    nonzero_adapter(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    weights = lora_module.merged_weights(model)
+    want = copy.deepcopy(model).merge_and_unload().state_dict()
+    assert set(weights) == names - {"lm_head.weight"}  # tied to the embeddings: saved once, as save_model does
+    for name, tensor in weights.items():
+        torch.testing.assert_close(tensor, want[name], rtol=0, atol=1e-6)
+    assert any(not torch.equal(weights[k], tiny_model.state_dict()[k]) for k in weights)  # the adapter is in
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the policy is untouched

@@ -1,5 +1,6 @@
 """Real architectures with their own chat templates train end to end in native format, and resume exactly: on
-the hf engine here, and on the vllm engine in its own venv where one exists (`make vllm-venv`)."""
+the hf engine here, and on the vllm engine in its own venv where one exists (`make vllm-venv`): one fixture with
+full fine-tuning, one with LoRA, each a vLLM start of minutes on a CPU (the templates are the hf tests' part)."""
 
 from __future__ import annotations
 
@@ -57,15 +58,19 @@ def test_a_fixture_trains_in_native_format_and_resumes_exactly(kind, make_config
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("kind", FIXTURES)
-def test_a_fixture_trains_in_native_format_on_the_vllm_engine(kind, tmp_path):
+@pytest.mark.parametrize(
+    "kind,extra",
+    [("qwen2.5", []), ("llama3.1", ["model.lora.r=4"])],  # full fine-tuning, and LoRA (merged at each sync)
+    ids=["qwen2.5", "llama3.1-lora"],
+)
+def test_a_fixture_trains_in_native_format_on_the_vllm_engine(kind, extra, tmp_path):
     python = vllm_python()
     if python is None:
         pytest.skip(SKIP_REASON)
     heads = {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}  # vLLM's CPU kernels: >= 32
     model_dir = build_fixture(kind, tmp_path / kind, **heads)
     sets = [f"model.path={model_dir}", "engine.backend=vllm", "run.name=vllm", f"run.runs_dir={tmp_path}", *SETTINGS]
-    sets += ["rollout.prompts_per_step=2", "rollout.group_size=2", "eval.problems=2", "eval.samples=2"]
+    sets += ["rollout.prompts_per_step=2", "rollout.group_size=2", "eval.problems=2", "eval.samples=2", *extra]
     env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": "0"}
 
     def agentrl(*args: str) -> None:
@@ -82,3 +87,5 @@ def test_a_fixture_trains_in_native_format_on_the_vllm_engine(kind, tmp_path):
     stops = GenerationConfig.from_pretrained(model_dir).eos_token_id  # the engine stops at the model's EOS ids too
     end_of_turn = set(stop_token_ids(load_tokenizer(model_dir))) | set(stops if isinstance(stops, list) else [stops])
     assert first["steps"][0]["action_ids"][-1] in end_of_turn or first["steps"][0]["finish"] == "length"
+    weights = {p.name for p in (run.checkpoints / "step-000002").iterdir()}
+    assert ("adapter_model.safetensors" in weights) == bool(extra)  # a LoRA run checkpoints its adapter only
