@@ -1,12 +1,17 @@
 """os.system and subprocess run inside the same walls: unprivileged, no host view, no escape."""
 
+import os
+import shlex
+
 from .sandbox_helpers import assert_contained
 
 
 def test_shell_is_unprivileged_and_blind(fresh_sandbox):
+    project = os.path.dirname(os.path.abspath("pyproject.toml"))  # the checkout, as in test_security_host_secrets
+    assert os.path.exists(os.path.join(project, "pyproject.toml"))  # so a listing that worked would show it
+    cmd = f"id -u; ls {shlex.quote(project)}; cat /etc/shadow; ps ax | wc -l"
     r = fresh_sandbox.session().run(
-        "import subprocess\nprint(subprocess.run('id -u; ls /work/main; cat /etc/shadow; ps ax | wc -l',"
-        " shell=True, capture_output=True, text=True))"
+        f"import subprocess\nprint(subprocess.run({cmd!r}, shell=True, capture_output=True, text=True))"
     )
     assert r.ok, r
     assert "returncode" in r.stdout
