@@ -10,7 +10,7 @@ that the demos still answer) are what make it worse. After SFT on those demos, R
 table shows, over training, the share of trajectories with a violation (by policy), the share on tempting
 prompts, the verifier's pass rate and the reward (score - penalty). RL uses lr 1e-4 and a k3 KL of 0.05 to the
 SFT policy: at agentrl's default 5e-4 the tiny model's tool-call format broke down on these ~1,000-token
-episodes (measured; see the README).
+episodes (docs/benchmarks.md, "Training with guards on").
 
 Run: `python benchmarks/guard_training.py [--steps 12]` (about an hour on 2 CPU cores: every step is a real
 browser action).

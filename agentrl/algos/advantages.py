@@ -1,7 +1,7 @@
 """Advantage estimators: GRPO, RLOO, Tree-GRPO and turn-level GTPO, plus the registry the trainer calls.
 
-Each estimator is a pure function of tensors and group / tree / turn structure, written as the equation in
-`ALGORITHMS.md` that its docstring cites. Nothing here calls a model, a sandbox or the trainer.
+Each estimator is a pure function of tensors and group / tree / turn structure, written as the equation of the
+paper its docstring cites (docs/algorithms.md lists them). Nothing here calls a model, a sandbox or the trainer.
 
 The trainer calls one entry point, `compute_advantages(inputs, estimator, shaping, **params)`, which picks an
 estimator from `ADVANTAGE_ESTIMATORS`, applies the shapers named in `shaping` (from `SHAPERS`, e.g. ASPO) and
@@ -92,7 +92,7 @@ def _group_zscore(
 def grpo_advantages(
     rewards: Tensor, group_ids: Sequence[Hashable] | Tensor, norm_by_std: bool = True, eps: float = 1e-6
 ) -> Tensor:
-    """GRPO outcome advantage (ALGORITHMS.md section 1; verl `compute_grpo_outcome_advantage`).
+    """GRPO outcome advantage (Shao et al. 2024; verl `compute_grpo_outcome_advantage`).
 
     `A_i = (r_i - mean_g(r)) / (std_g(r) + eps)`, or `A_i = r_i - mean_g(r)` when `norm_by_std` is False
     (Dr. GRPO). A group of one has mean 0 and std 1.
@@ -136,7 +136,7 @@ def tree_grpo_advantages(
     combine: Literal["sum", "sequential"] = "sum",
     eps: float = 1e-6,
 ) -> Tensor:
-    """Tree-GRPO advantage over the kept leaves (ALGORITHMS.md section 2; Ji et al. 2025, arXiv 2509.21240).
+    """Tree-GRPO advantage over the kept leaves (Ji et al. 2025, arXiv 2509.21240).
 
     `combine="sum"` (the paper; official estimator `tree`): `A_i = A_inter(i) + A_intra(i)`, where
     `A_inter` is GRPO over the prompt's leaves (all its trees) and `A_intra` is GRPO over the leaves of

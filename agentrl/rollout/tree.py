@@ -1,4 +1,4 @@
-"""Tree-search sampling (Tree-GRPO, Ji et al. 2025, arXiv 2509.21240, section 3.1; ALGORITHMS.md section 2).
+"""Tree-search sampling (Tree-GRPO, Ji et al. 2025, arXiv 2509.21240, section 3.1; docs/algorithms.md).
 
 Each tree node is one complete agent step (message, tool call, observation). Per prompt: start M trees with
 one full chain each; then L times, in each tree pick N nodes uniformly at random with replacement among the

@@ -1,4 +1,4 @@
-"""ASPO: advantage shaping toward early code calls, clipped to k * |A| (ALGORITHMS.md section 4)."""
+"""ASPO: advantage shaping toward early code calls, clipped to k * |A|."""
 
 import math
 

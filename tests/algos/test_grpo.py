@@ -1,4 +1,4 @@
-"""GRPO and RLOO: group statistics over arbitrary group ids (ALGORITHMS.md section 1)."""
+"""GRPO and RLOO: group statistics over arbitrary group ids."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Tree-GRPO: inter-tree plus intra-tree GRPO over the kept leaves (ALGORITHMS.md section 2)."""
+"""Tree-GRPO: inter-tree plus intra-tree GRPO over the kept leaves."""
 
 import pytest
 import torch
