@@ -177,9 +177,10 @@ class TrainConfig(Section):
     """Recompute each layer's activations in the backward pass instead of keeping them (transformers' own): less
     memory, about a third more compute per update."""
     logits_chunk_mib: float = Field(512, gt=0)
-    """Float32 logits held at once when taking log-probs: the output head and log-softmax run over as many
-    response positions at a time as fit, and recompute in the backward pass. Only models with large vocabularies
-    notice (8 x 512 tokens of a 152k vocabulary hold 2.5 GB per copy of their logits)."""
+    """Float32 logits held at once when taking log-probs. A micro-batch whose logits fit gets them from one forward
+    pass; a larger one runs the output head and log-softmax on the response positions only, as many at a time as
+    fit, recomputed in the backward pass. Only large vocabularies notice (8 x 512 tokens of a 152k vocabulary hold
+    2.3 GiB per copy of their logits)."""
     loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]
     """Where metrics go, e.g. `--set train.loggers=[jsonl,tensorboard]`. jsonl (the run's metrics.jsonl) is always
     written, listed or not; tensorboard: event files in the run's tensorboard/; wandb: a W&B run, offline unless

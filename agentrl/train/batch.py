@@ -116,13 +116,18 @@ def batched_logprobs(model, batch: TokenBatch, max_tokens: int, chunk_mib: float
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-def _response_states(model, batch: TokenBatch) -> tuple[torch.Tensor, Callable, int]:
+def _response_states(model, batch: TokenBatch, chunk_rows: Callable[[int], int]) -> tuple[torch.Tensor, Callable, int]:
     """The states that predict each response token ([B, T, D]), the function that maps them to logits, and the
-    vocabulary size. For a plain head the states are the decoder's last hidden states, so no logits are computed
-    for prompt positions and the head can run chunk by chunk."""
+    vocabulary size.
+
+    When the logits of every position of the batch fit in one chunk, or the model's logits are more than its head
+    (softcapping, scaling), they come from the model's own forward. Otherwise the states are the decoder's last
+    hidden states at the response positions, so no logits are computed for the prompt and the head runs chunk by
+    chunk."""
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     head = model.get_output_embeddings()
-    if isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS):
+    plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
+    if plain and batch.input_ids.numel() > chunk_rows(head.out_features):
         states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
     else:
         states, head = model(**inputs).logits, torch.nn.Identity()
@@ -148,10 +153,14 @@ def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False, chunk_m
     under `chunk_mib`; with a gradient, each chunk's logits are recomputed in the backward pass instead of kept.
     A 152k vocabulary's logits of 8 x 512 tokens would otherwise hold 2.5 GB per copy, and the log-softmax, the
     entropy and both gradients each make one."""
-    states, head, vocab = _response_states(model, batch)
+
+    def chunk_rows(vocab: int) -> int:
+        return max(1, int(chunk_mib * 2**20 // (4 * vocab)))
+
+    states, head, vocab = _response_states(model, batch, chunk_rows)
     shape = batch.response_ids.shape
     states, targets = states.reshape(shape.numel(), -1), batch.response_ids.reshape(-1)
-    rows = max(1, int(chunk_mib * 2**20 // (4 * vocab)))
+    rows = chunk_rows(vocab)
     recompute = torch.is_grad_enabled() and states.requires_grad and len(targets) > rows
     outs = []
     for chunk, chunk_targets in zip(states.split(rows), targets.split(rows), strict=True):
