@@ -108,6 +108,53 @@ def train(
     )
 
 
+@app.command()
+def sweep(
+    task: Annotated[str | None, typer.Argument(help="Bundled task name or task folder (or give --spec).")] = None,
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", "-g", help="Values to try: --grid algo.advantage=grpo,rloo.")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per grid point (train.seed 0..N-1); default 3.")] = None,
+    set_: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="The sweep's folder under --runs-dir.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="The point differences are paired against.")] = None,
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="A sweep YAML (name, task, grid, seeds...).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where sweeps live.")] = Path("runs"),
+    report_only: Annotated[bool, typer.Option("--report", help="Only write the report of what is done.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
+) -> None:
+    """Run TASK over a grid of config values x seeds, one run directory each, then write the comparison report.
+
+    Running the same sweep again resumes it: finished runs are skipped, an interrupted one continues from its last
+    checkpoint, a failed one is tried again."""
+    from agentrl.sweep.report import write_report
+    from agentrl.sweep.runner import run_sweep, save_spec, sweep_dir, sweep_runs
+    from agentrl.sweep.spec import build_spec
+    from agentrl.train.progress import progress_hooks
+
+    spec = build_spec(spec_file, task, grid or [], set_ or [], name=name, seeds=seeds, baseline=baseline)
+    save_spec(spec, runs_dir)  # another sweep of this name is refused before anything is listed or run
+    runs = sweep_runs(spec, runs_dir)
+    console.print(f"sweep [bold]{sweep_dir(spec, runs_dir)}[/]: {len(spec.points())} points x {spec.seeds} seeds")
+    for run in runs:
+        console.print(f"  {run.run_name:<40} {run.state()}", markup=False)
+    if not report_only:
+        position = {run.path: i for i, run in enumerate(runs, 1)}
+
+        def hooks_for(run):
+            console.print(f"[{position[run.path]}/{len(runs)}] {run.run_name}", markup=False)
+            return progress_hooks(quiet, console)
+
+        def on_state(run, state):
+            if state == "failed":
+                console.print(f"[red]failed:[/] {run.run_name} (its traceback: {run.failure})")
+
+        counts = run_sweep(spec, runs_dir, hooks_for, on_state)
+        console.print(f"{counts['done']} runs done, {counts['failed']} failed")
+    report = write_report(spec, runs_dir)
+    typer.echo(f"report: {sweep_dir(spec, runs_dir) / 'report.md'} ({report['runs_done']}/{report['runs_total']} runs)")
+
+
 def _parse_k(text: str | None) -> list[int] | None:
     if text is None:
         return None

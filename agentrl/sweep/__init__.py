@@ -1,0 +1,1 @@
+"""`agentrl sweep`: configs x seeds, one resumable command, one comparison report."""

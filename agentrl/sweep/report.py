@@ -1,0 +1,129 @@
+"""The sweep's comparison report: per grid point, held-out pass@1 over seeds with a 95% interval, paired
+differences against the baseline point, and what each point cost.
+
+Every run is evaluated on the same held-out problems (`evaluate` draws the test split with a fixed seed), so runs
+of two points at the same seed differ only in the point's settings and the sampling: a difference is paired by
+seed. Intervals are Student-t over seeds (a handful of seeds is too few for a bootstrap).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from statistics import fmean, stdev
+from typing import Any
+
+from scipy import stats
+
+from agentrl.sweep.runner import SweepRun, sweep_dir, sweep_runs
+from agentrl.sweep.spec import SweepSpec
+from agentrl.train.rundir import RunDir
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean of `values` with its Student-t interval (None bounds with fewer than two values)."""
+    n = len(values)
+    mean = fmean(values) if values else None
+    if n < 2:
+        return {"mean": mean, "low": None, "high": None, "n": n}
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * stdev(values) / math.sqrt(n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def run_record(run: SweepRun) -> dict[str, Any] | None:
+    """A finished run's figures: pass@1 before and after RL, RL tokens and seconds; None if not finished."""
+    rundir = RunDir(run.path)
+    if not rundir.summary.is_file():
+        return None
+    summary = json.loads(rundir.summary.read_text())
+    rl = [m for m in rundir.read_metrics() if m.get("stage") == "rl"]
+    return {
+        "point": run.point.label,
+        "seed": run.seed,
+        "pass@1_before": summary["pass@1_before"],
+        "pass@1_after": summary["pass@1_after"],
+        "generated_tokens": sum(m.get("generated_tokens", 0) for m in rl),
+        "rl_seconds": sum(m.get("seconds", 0.0) for m in rl),
+    }
+
+
+def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
+    runs = sweep_runs(spec, runs_dir)
+    records = [r for r in map(run_record, runs) if r is not None]
+    baseline = spec.baseline_point().label
+    by_seed = {(r["point"], r["seed"]): r for r in records}
+    points = []
+    for point in spec.points():
+        mine = [r for r in records if r["point"] == point.label]
+        paired = [
+            r["pass@1_after"] - by_seed[(baseline, r["seed"])]["pass@1_after"]
+            for r in mine
+            if (baseline, r["seed"]) in by_seed
+        ]
+        points.append(
+            {
+                "point": point.label,
+                "settings": list(point.overrides),
+                "runs": len(mine),
+                "pass@1_after": t_interval([r["pass@1_after"] for r in mine]),
+                "pass@1_before": t_interval([r["pass@1_before"] for r in mine]),
+                "vs_baseline": None if point.label == baseline else t_interval(paired),
+                "generated_tokens": fmean([r["generated_tokens"] for r in mine]) if mine else None,
+                "rl_seconds": fmean([r["rl_seconds"] for r in mine]) if mine else None,
+            }
+        )
+    return {
+        "sweep": spec.name,
+        "task": spec.task,
+        "seeds": spec.seeds,
+        "baseline": baseline,
+        "sets": spec.sets,
+        "runs_done": len(records),
+        "runs_total": len(runs),
+        "points": points,
+        "runs": records,
+    }
+
+
+def _interval(cell: dict[str, Any] | None, signed: bool = False) -> str:
+    if cell is None or cell["mean"] is None:
+        return "-"
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    text = fmt.format(cell["mean"])
+    if cell["low"] is not None:
+        text += f" [{fmt.format(cell['low'])}, {fmt.format(cell['high'])}]"
+    return text
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Sweep {report['sweep']}: {report['task']}",
+        "",
+        f"{report['runs_done']} of {report['runs_total']} runs done, {report['seeds']} seeds per point. Held-out "
+        "pass@1 after RL: the mean over seeds with its 95% Student-t interval; the difference to the baseline "
+        f"point `{report['baseline']}` is paired by seed.",
+        "",
+        "| point | runs | pass@1 before RL | pass@1 after RL | vs baseline | generated tokens (RL) | RL seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in report["points"]:
+        tokens = "-" if p["generated_tokens"] is None else f"{p['generated_tokens']:,.0f}"
+        seconds = "-" if p["rl_seconds"] is None else f"{p['rl_seconds']:.0f}"
+        vs = "baseline" if p["vs_baseline"] is None else _interval(p["vs_baseline"], signed=True)
+        lines.append(
+            f"| `{p['point']}` | {p['runs']} | {_interval(p['pass@1_before'])} | {_interval(p['pass@1_after'])} | "
+            f"{vs} | {tokens} | {seconds} |"
+        )
+    if report["sets"]:
+        lines += ["", "Shared settings: " + ", ".join(f"`{s}`" for s in report["sets"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
+    """report.json and report.md in the sweep's folder; returns the report."""
+    report = build_report(spec, runs_dir)
+    root = sweep_dir(spec, runs_dir)
+    (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (root / "report.md").write_text(report_markdown(report))
+    return report

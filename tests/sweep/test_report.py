@@ -1,0 +1,54 @@
+"""The sweep report's means, intervals and paired differences, against a hand computation on a toy sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from agentrl.sweep.report import build_report, report_markdown, t_interval
+from agentrl.sweep.runner import sweep_runs
+from agentrl.sweep.spec import SweepSpec
+
+T_975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom (printed tables)
+
+
+def test_the_t_interval_of_three_values_is_the_textbook_one():
+    values = [0.2, 0.3, 0.7]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    cell = t_interval(values)
+    assert cell["mean"] == pytest.approx(mean)
+    assert cell["low"] == pytest.approx(mean - T_975_DF2 * sd / math.sqrt(3))
+    assert cell["high"] == pytest.approx(mean + T_975_DF2 * sd / math.sqrt(3))
+    assert t_interval([0.5]) == {"mean": 0.5, "low": None, "high": None, "n": 1}
+
+
+def fake_run(path, before: float, after: float, tokens: list[int]) -> None:
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({"pass@1_before": before, "pass@1_after": after}))
+    records = [{"step": 0, "stage": "eval_before", "pass@1": before}]
+    records += [{"step": i + 1, "stage": "rl", "generated_tokens": t, "seconds": 2.0} for i, t in enumerate(tokens)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_points_get_means_over_seeds_and_differences_paired_by_seed(tmp_path):
+    spec = SweepSpec(name="toy", task="arith-python", grid={"algo.advantage": ["grpo", "rloo"]}, seeds=3)
+    after = {("advantage-grpo", 0): 0.30, ("advantage-grpo", 1): 0.40, ("advantage-grpo", 2): 0.35}
+    after |= {("advantage-rloo", 0): 0.36, ("advantage-rloo", 1): 0.44}  # seed 2 of rloo has not finished
+    for run in sweep_runs(spec, tmp_path):
+        if (run.point.label, run.seed) in after:
+            fake_run(run.path, 0.25, after[(run.point.label, run.seed)], [100, 120])
+    report = build_report(spec, tmp_path)
+    grpo, rloo = report["points"]
+    assert (report["runs_done"], report["runs_total"], report["baseline"]) == (5, 6, "advantage-grpo")
+    assert grpo["pass@1_after"]["mean"] == pytest.approx(0.35) and grpo["vs_baseline"] is None
+    assert rloo["runs"] == 2 and rloo["pass@1_after"]["mean"] == pytest.approx(0.40)
+    diffs = [0.36 - 0.30, 0.44 - 0.40]  # paired by seed: only the seeds both points finished
+    assert rloo["vs_baseline"]["mean"] == pytest.approx(sum(diffs) / 2)
+    half = 12.706204736174707 * (abs(diffs[0] - diffs[1]) / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1 df)
+    assert rloo["vs_baseline"]["high"] - rloo["vs_baseline"]["mean"] == pytest.approx(half)
+    assert grpo["generated_tokens"] == 220 and grpo["rl_seconds"] == 4.0
+    table = report_markdown(report)
+    assert "| `advantage-rloo` | 2 | 0.250 [0.250, 0.250] | 0.400 [-0.108, 0.908] | +0.050 [-0.077, +0.177] |" in table

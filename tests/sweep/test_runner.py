@@ -1,0 +1,86 @@
+"""A sweep runs each point x seed as an ordinary run; killed mid-sweep and run again, it repeats no finished run,
+resumes the interrupted one, and a run that fails is recorded while the others go on."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+
+import pytest
+
+from agentrl.errors import AgentRLError
+from agentrl.sweep.report import write_report
+from agentrl.sweep.runner import run_sweep, sweep_runs
+from agentrl.sweep.spec import SweepSpec
+from agentrl.train.trainer import Hooks
+from tests.conftest import TINY_OVERRIDES
+
+SETS = [*TINY_OVERRIDES, "train.steps=2", "sft.steps=10"]
+
+
+def kill_at(run_name: str, step: int):
+    """hooks_for that stops the sweep (as Ctrl-C does) after `step` of one run, and records which runs trained."""
+    trained: list[str] = []
+
+    def hooks_for(run):
+        trained.append(run.run_name)
+
+        def advance(metrics):
+            if run.run_name == run_name and metrics.get("stage") == "rl" and metrics.get("step") == step:
+                raise KeyboardInterrupt
+
+        return nullcontext(Hooks(advance=advance))
+
+    return hooks_for, trained
+
+
+def rl_steps(run) -> list[int]:
+    lines = (run.path / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines) if r["stage"] == "rl"]
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_run_resumes_without_repeating_or_losing_a_run(tmp_path):
+    spec = SweepSpec(name="s", task="arith-python", grid={"algo.advantage": ["grpo", "rloo"]}, seeds=2, sets=SETS)
+    runs = sweep_runs(spec, tmp_path)
+    assert [r.run_name for r in runs] == [
+        "advantage-grpo/seed-0",
+        "advantage-grpo/seed-1",
+        "advantage-rloo/seed-0",
+        "advantage-rloo/seed-1",
+    ]
+    hooks_for, trained = kill_at("advantage-rloo/seed-0", step=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path, hooks_for)
+    assert trained == [r.run_name for r in runs[:3]]
+    assert [r.state() for r in runs] == ["done", "done", "interrupted", "pending"]
+    finished = {r.run_name: (r.path / "summary.json").read_text() for r in runs[:2]}
+
+    hooks_for, trained = kill_at("none", step=0)
+    assert run_sweep(spec, tmp_path, hooks_for) == {"done": 4, "failed": 0}
+    assert trained == [r.run_name for r in runs[2:]]  # the finished runs are not trained again
+    assert all((r.path / "summary.json").read_text() == finished[r.run_name] for r in runs[:2])
+    assert all(rl_steps(r) == [1, 2] for r in runs)  # the interrupted run resumed: step 1 once, none lost
+    config = (runs[2].path / "config.yaml").read_text()
+    assert "advantage: rloo" in config and "seed: 0" in config
+
+    report = write_report(spec, tmp_path)
+    assert report["runs_done"] == 4 and [p["runs"] for p in report["points"]] == [2, 2]
+    assert (tmp_path / "s" / "report.md").read_text().startswith("# Sweep s: arith-python")
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    spec = SweepSpec(name="f", task="arith-python", grid={"rollout.max_turns": [2, 0]}, seeds=1, sets=SETS)
+    assert run_sweep(spec, tmp_path) == {"done": 1, "failed": 1}
+    good, bad = sweep_runs(spec, tmp_path)
+    assert good.state() == "done" and bad.state() == "failed"
+    assert "max_turns" in bad.failure.read_text()
+
+
+def test_a_different_spec_under_the_same_name_is_refused(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.yaml").write_text("name: s\ntask: web-qa\n")
+    spec = SweepSpec(name="s", task="arith-python")
+    with pytest.raises(AgentRLError, match="holds a different sweep"):
+        run_sweep(spec, tmp_path)
