@@ -1,5 +1,5 @@
 """The sweep's comparison report: per grid point, held-out pass@1 over seeds with a 95% interval, paired
-differences against the baseline point, and what each point cost.
+differences against the baseline point, what each point cost, and its training curves over seeds (curves.png).
 
 Every run is evaluated on the same held-out problems (`evaluate` draws the test split with a fixed seed), so runs
 of two points at the same seed differ only in the point's settings and the sampling: a difference is paired by
@@ -14,8 +14,10 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
 
+from matplotlib.figure import Figure
 from scipy import stats
 
+from agentrl.evals.plots import COLORS, to_png
 from agentrl.sweep.runner import SweepRun, sweep_dir, sweep_runs
 from agentrl.sweep.spec import SweepSpec
 from agentrl.train.rundir import RunDir
@@ -48,6 +50,45 @@ def run_record(run: SweepRun) -> dict[str, Any] | None:
     }
 
 
+CURVES = {"pass_rate": "training pass rate", "entropy": "token entropy"}
+"""The RL-step metrics the report draws per point: the mean over seeds, with a band from the lowest to the highest."""
+
+
+def point_curves(paths: list[Path]) -> dict[str, dict[str, list[float]]]:
+    """Per metric of CURVES: the steps every given run reached, and the mean, min and max over the runs."""
+    runs = [[m for m in RunDir(path).read_metrics() if m.get("stage") == "rl"] for path in paths]
+    curves = {}
+    for key in CURVES:
+        by_step = [{m["step"]: m[key] for m in rl if isinstance(m.get(key), int | float)} for rl in runs]
+        steps = sorted(set.intersection(*(set(s) for s in by_step))) if by_step else []
+        values = [[s[step] for s in by_step] for step in steps]
+        curves[key] = {
+            "step": steps,
+            "mean": [fmean(v) for v in values],
+            "low": [min(v) for v in values],
+            "high": [max(v) for v in values],
+        }
+    return curves
+
+
+def curves_figure(report: dict[str, Any]) -> Figure:
+    """One panel per metric of CURVES, one line (and band over seeds) per point."""
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    for ax, (key, title) in zip(fig.subplots(1, len(CURVES)), CURVES.items(), strict=True):
+        for i, point in enumerate(report["points"]):
+            curve = point["curves"][key]
+            if curve["step"]:
+                color = COLORS[i % len(COLORS)]
+                ax.plot(curve["step"], curve["mean"], color=color, label=point["point"])
+                ax.fill_between(curve["step"], curve["low"], curve["high"], color=color, alpha=0.2)
+        ax.set(title=title, xlabel="RL step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"sweep {report['sweep']}: mean over seeds, band from lowest to highest")
+    return fig
+
+
 def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     runs = sweep_runs(spec, runs_dir)
     records = [r for r in map(run_record, runs) if r is not None]
@@ -71,6 +112,7 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
                 "vs_baseline": None if point.label == baseline else t_interval(paired),
                 "generated_tokens": fmean([r["generated_tokens"] for r in mine]) if mine else None,
                 "rl_seconds": fmean([r["rl_seconds"] for r in mine]) if mine else None,
+                "curves": point_curves([r.path for r in runs if r.point == point and (point.label, r.seed) in by_seed]),
             }
         )
     return {
@@ -117,6 +159,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
     if report["sets"]:
         lines += ["", "Shared settings: " + ", ".join(f"`{s}`" for s in report["sets"])]
+    lines += ["", "![training curves per point](curves.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -126,4 +169,5 @@ def write_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     root = sweep_dir(spec, runs_dir)
     (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (root / "report.md").write_text(report_markdown(report))
+    (root / "curves.png").write_bytes(to_png(curves_figure(report)))
     return report

@@ -3,7 +3,8 @@
     runs/NAME/
       sweep.yaml                    the spec, as given
       POINT/seed-S/                 an `agentrl train` run directory (config, metrics, rollouts, checkpoints)
-      report.json, report.md        `agentrl sweep` writes them when every run is done
+      report.json, report.md,       `agentrl sweep` writes them after its runs (and `--report` alone)
+      curves.png
 
 A point's folder name is its settings, `key-value` joined by `_` with each key's last part (the full key where
 two would collide): `--grid algo.advantage=grpo,rloo` gives `advantage-grpo` and `advantage-rloo`.
