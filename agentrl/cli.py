@@ -5,6 +5,7 @@ Errors a user can cause print as one line (`--debug` shows the traceback).
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -406,6 +407,9 @@ def run() -> None:
 
     SIGTERM (a job scheduler's stop, `kill`) is handled as Ctrl-C, so nothing is left running or half-written."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    # transformers' and the hub's tqdm bars ("Loading weights", "Writing model shards") would cut into agentrl's
+    # own progress display; they read this once, when first imported (no command has imported them yet)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         code = app(standalone_mode=False)  # typer returns an Exit's code, and 130 for Ctrl-C
     except click.ClickException as exc:
