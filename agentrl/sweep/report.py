@@ -33,13 +33,17 @@ def t_interval(values: list[float], confidence: float = 0.95) -> dict[str, Any]:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
-def run_record(run: SweepRun) -> dict[str, Any] | None:
-    """A finished run's figures: pass@1 before and after RL, RL tokens and seconds; None if not finished."""
+def read_run(run: SweepRun) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A finished run's summary and its RL-step metrics; None if it has not finished."""
     rundir = RunDir(run.path)
     if not rundir.summary.is_file():
         return None
-    summary = json.loads(rundir.summary.read_text())
     rl = [m for m in rundir.read_metrics() if m.get("stage") == "rl"]
+    return json.loads(rundir.summary.read_text()), rl
+
+
+def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]]) -> dict[str, Any]:
+    """A finished run's figures: pass@1 before and after RL, RL tokens and seconds."""
     return {
         "point": run.point.label,
         "seed": run.seed,
@@ -54,9 +58,9 @@ CURVES = {"pass_rate": "training pass rate", "entropy": "token entropy"}
 """The RL-step metrics the report draws per point: the mean over seeds, with a band from the lowest to the highest."""
 
 
-def point_curves(paths: list[Path]) -> dict[str, dict[str, list[float]]]:
-    """Per metric of CURVES: the steps every given run reached, and the mean, min and max over the runs."""
-    runs = [[m for m in RunDir(path).read_metrics() if m.get("stage") == "rl"] for path in paths]
+def point_curves(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """Per metric of CURVES: the steps every given run (its RL-step metrics) reached, and the mean, min and max
+    over the runs."""
     curves = {}
     for key in CURVES:
         by_step = [{m["step"]: m[key] for m in rl if isinstance(m.get(key), int | float)} for rl in runs]
@@ -91,7 +95,8 @@ def curves_figure(report: dict[str, Any]) -> Figure:
 
 def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     runs = sweep_runs(spec, runs_dir)
-    records = [r for r in map(run_record, runs) if r is not None]
+    finished = {run: read for run in runs if (read := read_run(run)) is not None}
+    records = [run_record(run, *read) for run, read in finished.items()]
     baseline = spec.baseline_point().label
     by_seed = {(r["point"], r["seed"]): r for r in records}
     points = []
@@ -112,7 +117,7 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
                 "vs_baseline": None if point.label == baseline else t_interval(paired),
                 "generated_tokens": fmean([r["generated_tokens"] for r in mine]) if mine else None,
                 "rl_seconds": fmean([r["rl_seconds"] for r in mine]) if mine else None,
-                "curves": point_curves([r.path for r in runs if r.point == point and (point.label, r.seed) in by_seed]),
+                "curves": point_curves([rl for run, (_, rl) in finished.items() if run.point == point]),
             }
         )
     return {

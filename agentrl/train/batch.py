@@ -116,7 +116,12 @@ def batched_logprobs(model, batch: TokenBatch, max_tokens: int, chunk_mib: float
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
-def _response_states(model, batch: TokenBatch, chunk_rows: Callable[[int], int]) -> tuple[torch.Tensor, Callable, int]:
+def _rows_per_chunk(chunk_mib: float, vocab: int) -> int:
+    """Response positions whose float32 logits fit in `chunk_mib`."""
+    return max(1, int(chunk_mib * 2**20 // (4 * vocab)))
+
+
+def _response_states(model, batch: TokenBatch, chunk_mib: float) -> tuple[torch.Tensor, Callable, int]:
     """The states that predict each response token ([B, T, D]), the function that maps them to logits, and the
     vocabulary size.
 
@@ -127,7 +132,7 @@ def _response_states(model, batch: TokenBatch, chunk_rows: Callable[[int], int])
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     head = model.get_output_embeddings()
     plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
-    if plain and batch.input_ids.numel() > chunk_rows(head.out_features):
+    if plain and batch.input_ids.numel() > _rows_per_chunk(chunk_mib, head.out_features):
         states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
     else:
         states, head = model(**inputs).logits, torch.nn.Identity()
@@ -151,16 +156,12 @@ def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False, chunk_m
 
     The output head and log-softmax run over as many response positions at a time as keep their float32 logits
     under `chunk_mib`; with a gradient, each chunk's logits are recomputed in the backward pass instead of kept.
-    A 152k vocabulary's logits of 8 x 512 tokens would otherwise hold 2.5 GB per copy, and the log-softmax, the
+    A 152k vocabulary's logits of 8 x 512 tokens would otherwise hold 2.3 GiB per copy, and the log-softmax, the
     entropy and both gradients each make one."""
-
-    def chunk_rows(vocab: int) -> int:
-        return max(1, int(chunk_mib * 2**20 // (4 * vocab)))
-
-    states, head, vocab = _response_states(model, batch, chunk_rows)
+    states, head, vocab = _response_states(model, batch, chunk_mib)
     shape = batch.response_ids.shape
     states, targets = states.reshape(shape.numel(), -1), batch.response_ids.reshape(-1)
-    rows = chunk_rows(vocab)
+    rows = _rows_per_chunk(chunk_mib, vocab)
     recompute = torch.is_grad_enabled() and states.requires_grad and len(targets) > rows
     outs = []
     for chunk, chunk_targets in zip(states.split(rows), targets.split(rows), strict=True):
