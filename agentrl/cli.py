@@ -121,6 +121,16 @@ def sweep(
     baseline: Annotated[str | None, typer.Option(help="The point differences are paired against.")] = None,
     spec_file: Annotated[Path | None, typer.Option("--spec", help="A sweep YAML (name, task, grid, seeds...).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where sweeps live.")] = Path("runs"),
+    match: Annotated[
+        str | None,
+        typer.Option(help="What every point spends equally: steps (default), tokens (sampled in RL) or seconds."),
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="With --match tokens|seconds: every run's budget (default: the baseline's).")
+    ] = None,
+    parallel: Annotated[
+        int, typer.Option(min=1, help="Runs at once, each in its own process with its share of the CPU threads.")
+    ] = 1,
     report_only: Annotated[bool, typer.Option("--report", help="Only write the report of what is done.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
 ) -> None:
@@ -133,10 +143,12 @@ def sweep(
     from agentrl.sweep.spec import build_spec
     from agentrl.train.progress import progress_hooks
 
-    spec = build_spec(spec_file, task, grid or [], set_ or [], name=name, seeds=seeds, baseline=baseline)
+    spec = build_spec(
+        spec_file, task, grid or [], set_ or [], name=name, seeds=seeds, baseline=baseline, match=match, budget=budget
+    )
     save_spec(spec, runs_dir)  # another sweep of this name is refused before anything is listed or run
     runs = sweep_runs(spec, runs_dir)
-    console.print(f"sweep [bold]{sweep_dir(spec, runs_dir)}[/]: {len(spec.points())} points x {spec.seeds} seeds")
+    console.print(f"sweep [bold]{sweep_dir(spec, runs_dir)}[/]: {len(spec.grid_points())} points x {spec.seeds} seeds")
     for run in runs:
         console.print(f"  {run.run_name:<40} {run.state()}", markup=False)
     if not report_only:
@@ -149,8 +161,12 @@ def sweep(
         def on_state(run, state):
             if state == "failed":
                 console.print(f"[red]failed:[/] {run.run_name} (its traceback: {run.failure})")
+            elif parallel > 1:
+                console.print(f"{state}: {run.run_name}", markup=False)
 
-        counts = run_sweep(spec, runs_dir, hooks_for, on_state)
+        if parallel > 1:
+            console.print(f"{parallel} runs at a time; each run's log lines go to its train.log")
+        counts = run_sweep(spec, runs_dir, hooks_for, on_state, parallel)
         console.print(f"{counts['done']} runs done, {counts['failed']} failed")
     report = write_report(spec, runs_dir)
     typer.echo(f"report: {sweep_dir(spec, runs_dir) / 'report.md'} ({report['runs_done']}/{report['runs_total']} runs)")

@@ -149,7 +149,13 @@ class AlgoConfig(Section):
 
 class TrainConfig(Section):
     steps: int = Field(30, ge=0)
-    """RL steps."""
+    """RL steps (the most, when a budget below stops RL first)."""
+    max_sampled_tokens: int | None = Field(None, ge=1)
+    """A token budget: RL stops after the step at which the tokens sampled in RL (every generated token, a tree's
+    shared prefixes once) reach it. Runs of different samplers or group sizes compared at equal cost set this
+    (`agentrl sweep --match tokens` does)."""
+    max_rl_seconds: float | None = Field(None, gt=0)
+    """A wall-clock budget: RL stops after the step at which the seconds spent in RL steps reach it."""
     lr: float = Field(5e-4, gt=0)
     """RL learning rate (AdamW)."""
     weight_decay: float = Field(0.0, ge=0)

@@ -87,6 +87,11 @@ def samples_per_prompt(cfg: Config) -> int:
 def hydra_overrides(cfg: Config, paths: VerlPaths, lengths: Lengths, train_problems: int) -> list[str]:
     """verl's Hydra overrides for `cfg` (`key=value` strings; `+key` adds a key verl's schema lacks)."""
     n = samples_per_prompt(cfg)
+    if cfg.train.max_sampled_tokens is not None or cfg.train.max_rl_seconds is not None:
+        raise AgentRLError(
+            "train.max_sampled_tokens / train.max_rl_seconds: verl runs a fixed train.steps; budgets stop RL only "
+            "on the local backend"
+        )
     per_step = cfg.rollout.prompts_per_step
     seed = cfg.train.seed
     total = lengths.prompt + lengths.response

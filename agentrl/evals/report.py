@@ -17,9 +17,7 @@ import jinja2
 from agentrl.evals.plots import report_figures
 from agentrl.evals.tables import Table, task_tables, training_table
 
-HTML_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ r.title }}</title>
-<style>
+HTML_STYLE = """<style>
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: .5em 0 .3em; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
@@ -27,13 +25,10 @@ th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 .note { color: #666; font-size: 12px; margin: 0 0 1em; } img { max-width: 100%; display: block; margin: .5em 0 1.5em; }
 pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; font-size: 12px; } code { font-size: 12px; }
 h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-</style></head><body>
-<h1>{{ r.title }}</h1>
-{% if r.description %}<p>{{ r.description }}</p>{% endif %}
-<p class="note">created {{ r.created }} · {{ r.sampled_trajectories }} trajectories sampled now,
-{{ r.reused_trajectories }} reused from samples.jsonl · {{ "%.1f"|format(r.wall_seconds) }} s
-{% if r.command %}<br>reproduce: <code>{{ r.command }}</code>{% endif %}</p>
-{% macro table(t) %}
+</style>"""
+"""The reports' inline styles (the sweep report shares them)."""
+
+TABLE_MACRO = """{% macro table(t) %}
 <h3>{{ t.title }}</h3>
 {% if t.long %}<details><summary>{{ t.rows|length }} rows</summary>{% endif %}
 <table><tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr>
@@ -41,7 +36,22 @@ h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 </table>{% if t.long %}</details>{% endif %}
 {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
 {% for name in t.figures %}<img alt="{{ name }}" src="data:image/png;base64,{{ figures[name] }}">{% endfor %}
-{% endmacro %}
+{% endmacro %}"""
+"""A Table (agentrl.evals.tables) in HTML, its figures embedded from `figures` (name -> base64 PNG)."""
+
+HTML_TEMPLATE = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ r.title }}</title>"""
+    + HTML_STYLE
+    + """</head><body>
+<h1>{{ r.title }}</h1>
+{% if r.description %}<p>{{ r.description }}</p>{% endif %}
+<p class="note">created {{ r.created }} · {{ r.sampled_trajectories }} trajectories sampled now,
+{{ r.reused_trajectories }} reused from samples.jsonl · {{ "%.1f"|format(r.wall_seconds) }} s
+{% if r.command %}<br>reproduce: <code>{{ r.command }}</code>{% endif %}</p>
+"""
+    + TABLE_MACRO
+    + """
 {% for task, tables in tasks %}
 <h2>{{ task.task }}: {{ task.problems }} {{ task.split }} problems × {{ task.n }} samples</h2>
 <p class="note">tools available: {{ task.tools_available|join(", ") or "none" }} · without tools, the model gets one
@@ -61,6 +71,7 @@ answered {{ ex.answer }})</summary>
 <table>{% for k, v in r.versions.items() %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 </body></html>
 """
+)
 
 
 def _md_cell(text: str) -> str:

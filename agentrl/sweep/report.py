@@ -8,16 +8,20 @@ seed. Intervals are Student-t over seeds (a handful of seeds is too few for a bo
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
 
+import jinja2
 from matplotlib.figure import Figure
 from scipy import stats
 
 from agentrl.evals.plots import COLORS, to_png
+from agentrl.evals.report import HTML_STYLE, TABLE_MACRO, markdown_table
+from agentrl.evals.tables import Table
 from agentrl.sweep.runner import SweepRun, sweep_dir, sweep_runs
 from agentrl.sweep.spec import SweepSpec
 from agentrl.train.rundir import RunDir
@@ -42,15 +46,17 @@ def read_run(run: SweepRun) -> tuple[dict[str, Any], list[dict[str, Any]]] | Non
     return json.loads(rundir.summary.read_text()), rl
 
 
-def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]]) -> dict[str, Any]:
-    """A finished run's figures: pass@1 before and after RL, RL tokens and seconds."""
+def run_record(run: SweepRun, summary: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's figures: pass@1 before and after RL, and what RL spent."""
     return {
         "point": run.point.label,
         "seed": run.seed,
         "pass@1_before": summary["pass@1_before"],
         "pass@1_after": summary["pass@1_after"],
-        "generated_tokens": sum(m.get("generated_tokens", 0) for m in rl),
-        "rl_seconds": sum(m.get("seconds", 0.0) for m in rl),
+        "steps": summary["steps"],
+        "stopped_by": summary["stopped_by"],
+        "sampled_tokens": summary["rl_sampled_tokens"],
+        "rl_seconds": summary["rl_seconds"],
     }
 
 
@@ -96,11 +102,11 @@ def curves_figure(report: dict[str, Any]) -> Figure:
 def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     runs = sweep_runs(spec, runs_dir)
     finished = {run: read for run in runs if (read := read_run(run)) is not None}
-    records = [run_record(run, *read) for run, read in finished.items()]
+    records = [run_record(run, summary) for run, (summary, _) in finished.items()]
     baseline = spec.baseline_point().label
     by_seed = {(r["point"], r["seed"]): r for r in records}
     points = []
-    for point in spec.points():
+    for point in spec.grid_points():
         mine = [r for r in records if r["point"] == point.label]
         paired = [
             r["pass@1_after"] - by_seed[(baseline, r["seed"])]["pass@1_after"]
@@ -115,8 +121,7 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
                 "pass@1_after": t_interval([r["pass@1_after"] for r in mine]),
                 "pass@1_before": t_interval([r["pass@1_before"] for r in mine]),
                 "vs_baseline": None if point.label == baseline else t_interval(paired),
-                "generated_tokens": fmean([r["generated_tokens"] for r in mine]) if mine else None,
-                "rl_seconds": fmean([r["rl_seconds"] for r in mine]) if mine else None,
+                **{key: fmean([r[key] for r in mine]) if mine else None for key in COSTS},
                 "curves": point_curves([rl for run, (_, rl) in finished.items() if run.point == point]),
             }
         )
@@ -125,12 +130,18 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
         "task": spec.task,
         "seeds": spec.seeds,
         "baseline": baseline,
+        "match": spec.match,
+        "budget": spec.budget,
         "sets": spec.sets,
         "runs_done": len(records),
         "runs_total": len(runs),
         "points": points,
         "runs": records,
     }
+
+
+COSTS = {"steps": "{:.1f}", "sampled_tokens": "{:,.0f}", "rl_seconds": "{:,.0f}"}
+"""What RL spent, averaged over a point's seeds, and how the table prints it."""
 
 
 def _interval(cell: dict[str, Any] | None, signed: bool = False) -> str:
@@ -143,36 +154,78 @@ def _interval(cell: dict[str, Any] | None, signed: bool = False) -> str:
     return text
 
 
-def report_markdown(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Sweep {report['sweep']}: {report['task']}",
-        "",
-        f"{report['runs_done']} of {report['runs_total']} runs done, {report['seeds']} seeds per point. Held-out "
-        "pass@1 after RL: the mean over seeds with its 95% Student-t interval; the difference to the baseline "
-        f"point `{report['baseline']}` is paired by seed.",
-        "",
-        "| point | runs | pass@1 before RL | pass@1 after RL | vs baseline | generated tokens (RL) | RL seconds |",
-        "|---|---|---|---|---|---|---|",
-    ]
+def _matched(report: dict[str, Any]) -> str:
+    if report["match"] == "steps":
+        return "Every point runs the same RL steps."
+    what = {"tokens": "tokens sampled in RL", "seconds": "seconds of RL steps"}[report["match"]]
+    budget = f"{report['budget']:g}" if report["budget"] else "what the baseline's run of the same seed spent"
+    return f"Matched in {what}: each run stops after the step that reaches {budget}."
+
+
+def sweep_table(report: dict[str, Any]) -> Table:
+    """The comparison table, one row per point."""
+    headers = ["point", "runs", "pass@1 before RL", "pass@1 after RL", "vs baseline"]
+    headers += ["RL steps", "sampled tokens (RL)", "RL seconds"]
+    rows = []
     for p in report["points"]:
-        tokens = "-" if p["generated_tokens"] is None else f"{p['generated_tokens']:,.0f}"
-        seconds = "-" if p["rl_seconds"] is None else f"{p['rl_seconds']:.0f}"
         vs = "baseline" if p["vs_baseline"] is None else _interval(p["vs_baseline"], signed=True)
-        lines.append(
-            f"| `{p['point']}` | {p['runs']} | {_interval(p['pass@1_before'])} | {_interval(p['pass@1_after'])} | "
-            f"{vs} | {tokens} | {seconds} |"
-        )
+        costs = ["-" if p[key] is None else fmt.format(p[key]) for key, fmt in COSTS.items()]
+        rows.append([p["point"], str(p["runs"]), _interval(p["pass@1_before"]), _interval(p["pass@1_after"]), vs])
+        rows[-1] += costs
+    note = (
+        f"{report['runs_done']} of {report['runs_total']} runs done, {report['seeds']} seeds per point. Held-out "
+        "pass@1: the mean over seeds with its 95% Student-t interval; the difference to the baseline point "
+        f"{report['baseline']} is paired by seed. {_matched(report)} Costs are means over seeds."
+    )
+    return Table(f"Sweep {report['sweep']}: {report['task']}", headers, rows, note, figures=["curves"])
+
+
+HTML = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ t.title }}</title>"""
+    + HTML_STYLE
+    + "</head><body>"
+    + TABLE_MACRO
+    + """
+{{ table(t) }}
+{% if sets %}<p class="note">shared settings: {{ sets|join(", ") }}</p>{% endif %}
+<h2>points</h2>
+<table>{% for p in points %}<tr><th>{{ p.point }}</th><td>{{ p.settings|join(", ") or "-" }}</td></tr>{% endfor %}
+</table>
+</body></html>
+"""
+)
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    table = markdown_table(sweep_table(report)).replace("figures/curves.png", "curves.png")
+    lines = ["#" + table.removeprefix("###")]  # the page's title
     if report["sets"]:
-        lines += ["", "Shared settings: " + ", ".join(f"`{s}`" for s in report["sets"])]
-    lines += ["", "![training curves per point](curves.png)"]
+        lines += ["Shared settings: " + ", ".join(f"`{s}`" for s in report["sets"]), ""]
+    lines += [
+        "Points:",
+        "",
+        *[f"- `{p['point']}`: " + (", ".join(f"`{s}`" for s in p["settings"]) or "-") for p in report["points"]],
+    ]
     return "\n".join(lines) + "\n"
 
 
+def report_html(report: dict[str, Any], curves_png: bytes) -> str:
+    """The report as one self-contained page (the figure embedded, no script)."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    figures = {"curves": base64.b64encode(curves_png).decode()}
+    return env.from_string(HTML).render(
+        t=sweep_table(report), sets=report["sets"], points=report["points"], figures=figures
+    )
+
+
 def write_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
-    """report.json and report.md in the sweep's folder; returns the report."""
+    """report.json, report.md, report.html and curves.png in the sweep's folder; returns the report."""
     report = build_report(spec, runs_dir)
     root = sweep_dir(spec, runs_dir)
+    png = to_png(curves_figure(report))
     (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (root / "report.md").write_text(report_markdown(report))
-    (root / "curves.png").write_bytes(to_png(curves_figure(report)))
+    (root / "report.html").write_text(report_html(report, png))
+    (root / "curves.png").write_bytes(png)
     return report

@@ -1,4 +1,4 @@
-"""Run a sweep's runs one after another; running the same sweep again picks up where it stopped.
+"""Run a sweep's runs, one after another or several at once; running the same sweep again picks up where it stopped.
 
 A run whose `summary.json` exists is done and never run again; one with metrics but no summary was interrupted
 and resumes from its last checkpoint (as `agentrl train --resume` does); a run that fails is recorded and the
@@ -8,18 +8,27 @@ run resumable.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import signal
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import torch
+from rich.console import Console
 
 from agentrl.config import config_to_yaml
 from agentrl.errors import AgentRLError
 from agentrl.sweep.spec import Point, SweepSpec
 from agentrl.tasks import task_config
 from agentrl.train.checkpoint import list_checkpoints
+from agentrl.train.progress import progress_hooks
 from agentrl.train.rundir import RunDir
 from agentrl.train.trainer import Hooks, train
 
@@ -58,7 +67,7 @@ def sweep_runs(spec: SweepSpec, runs_dir: str | Path) -> list[SweepRun]:
     root = sweep_dir(spec, runs_dir)
     return [
         SweepRun(point, seed, root / point.label / f"seed-{seed}")
-        for point in spec.points()
+        for point in spec.grid_points()
         for seed in range(spec.seeds)
     ]
 
@@ -76,9 +85,40 @@ def save_spec(spec: SweepSpec, runs_dir: str | Path) -> None:
     path.write_text(text)
 
 
+BUDGET_KEYS = {
+    "tokens": ("train.max_sampled_tokens", "rl_sampled_tokens"),
+    "seconds": ("train.max_rl_seconds", "rl_seconds"),
+}
+"""--match -> (the config key that stops RL at a budget, the summary figure a finished run spent of it)."""
+
+
+def budget_settings(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, base: list[str]) -> list[str]:
+    """The settings that hold `run` to the sweep's budget: nothing when steps are matched; else the budget (given,
+    or spent by the baseline's run of the same seed) and a steps cap high enough to spend it."""
+    if spec.match == "steps":
+        return []
+    key, spent = BUDGET_KEYS[spec.match]
+    baseline = spec.baseline_point()
+    budget = spec.budget
+    if budget is None:
+        if run.point == baseline:
+            return []
+        reference = SweepRun(baseline, run.seed, sweep_dir(spec, runs_dir) / baseline.label / f"seed-{run.seed}")
+        if reference.state() != "done":
+            raise AgentRLError(
+                f"{run.run_name} spends the {spec.match} of {reference.run_name}, which has not finished "
+                f"(it is {reference.state()}); run the sweep again once it has"
+            )
+        budget = json.loads(RunDir(reference.path).summary.read_text())[spent]
+    steps = spec.max_steps or 4 * task_config(spec.task, None, base)[0].train.steps
+    value = int(budget) if spec.match == "tokens" else float(budget)
+    return [f"{key}={value}", f"train.steps={steps}"]
+
+
 def run_one(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, hooks: Hooks) -> None:
     """Train one grid point at one seed: a fresh run, or the rest of an interrupted one."""
     overrides = [*spec.sets, *run.point.overrides, f"train.seed={run.seed}"]
+    overrides += budget_settings(spec, run, runs_dir, overrides)
     overrides += [f"run.runs_dir={sweep_dir(spec, runs_dir)}", f"run.name={run.run_name}"]
     cfg, task = task_config(spec.task, None, overrides)
     rundir = RunDir(run.path)
@@ -90,30 +130,99 @@ def run_one(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, hooks: Hooks) 
     train(cfg, task, rundir, resume=resume, hooks=hooks)
 
 
+def attempt(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, hooks: AbstractContextManager[Hooks]) -> State:
+    """Run one run to its end: "done", or "failed" with its traceback in failure.txt (a failed run is a result,
+    and the sweep goes on)."""
+    run.failure.unlink(missing_ok=True)
+    try:
+        with hooks as given:
+            run_one(spec, run, runs_dir, given)
+    except Exception as exc:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.failure.write_text("".join(traceback.format_exception(exc)))
+        return "failed"
+    return "done"
+
+
+def _attempt_in_worker(spec_data: dict, index: int, runs_dir: str, threads: int) -> State:
+    """`attempt` in a worker process: its log lines go to the run's train.log."""
+    torch.set_num_threads(threads)
+    spec = SweepSpec.model_validate(spec_data)
+    run = sweep_runs(spec, runs_dir)[index]
+    run.path.mkdir(parents=True, exist_ok=True)
+    with (run.path / "train.log").open("a") as log:
+        return attempt(spec, run, runs_dir, progress_hooks(True, Console(file=log, width=120)))
+
+
+def run_order(spec: SweepSpec, runs: list[SweepRun]) -> list[list[SweepRun]]:
+    """Waves of runs: the baseline's first when the others spend its budget, then the rest."""
+    if spec.match == "steps" or spec.budget is not None:
+        return [runs]
+    baseline = spec.baseline_point()
+    return [[r for r in runs if r.point == baseline], [r for r in runs if r.point != baseline]]
+
+
 def run_sweep(
     spec: SweepSpec,
     runs_dir: str | Path,
     hooks_for: Callable[[SweepRun], AbstractContextManager[Hooks]] = lambda run: nullcontext(Hooks()),
     on_state: Callable[[SweepRun, State], None] = lambda run, state: None,
+    parallel: int = 1,
 ) -> dict[State, int]:
-    """Run every run that is not done (failed ones are tried again); returns how many ended in each state."""
+    """Run every run that is not done (failed ones are tried again), `parallel` at a time (each in a process of
+    its own, with its share of the CPU threads, when more than one); returns how many ended in each state."""
     save_spec(spec, runs_dir)
     counts: dict[State, int] = {"done": 0, "failed": 0}
-    for run in sweep_runs(spec, runs_dir):
-        if run.state() == "done":
-            counts["done"] += 1
-            on_state(run, "done")
+    runs = sweep_runs(spec, runs_dir)
+
+    def finished(run: SweepRun, state: State) -> None:
+        counts[state] += 1
+        on_state(run, state)
+
+    for wave in run_order(spec, runs):
+        todo = [run for run in wave if run.state() != "done"]
+        for run in wave:
+            if run not in todo:
+                finished(run, "done")
+        if parallel == 1:
+            for run in todo:
+                finished(run, attempt(spec, run, runs_dir, hooks_for(run)))
             continue
-        run.failure.unlink(missing_ok=True)
-        try:
-            with hooks_for(run) as hooks:
-                run_one(spec, run, runs_dir, hooks)
-        except Exception as exc:  # a failed run is a result: recorded, and the sweep goes on
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.failure.write_text("".join(traceback.format_exception(exc)))
-            counts["failed"] += 1
-            on_state(run, "failed")
-            continue
-        counts["done"] += 1
-        on_state(run, "done")
+        run_parallel(spec, [runs.index(run) for run in todo], runs_dir, parallel, finished)
     return counts
+
+
+def run_parallel(
+    spec: SweepSpec,
+    indices: list[int],
+    runs_dir: str | Path,
+    parallel: int,
+    finished: Callable[[SweepRun, State], None],
+) -> None:
+    """`attempt` the sweep's runs at `indices`, `parallel` worker processes at a time. Ctrl-C ends the workers at
+    once (a run's checkpoints are written whole or not at all, so each stays resumable)."""
+    runs = sweep_runs(spec, runs_dir)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), initializer=_die_on_sigint)
+    try:
+        futures = {pool.submit(_attempt_in_worker, spec.model_dump(), i, str(runs_dir), threads): i for i in indices}
+        for future in as_completed(futures):
+            run = runs[futures[future]]
+            try:
+                state = future.result()
+            except Exception as exc:  # the worker process died (killed, out of memory)
+                run.path.mkdir(parents=True, exist_ok=True)
+                run.failure.write_text(f"its worker process died: {exc!r}\n")
+                state = "failed"
+            finished(run, state)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()
+
+
+def _die_on_sigint() -> None:
+    """A worker ends on Ctrl-C instead of raising KeyboardInterrupt into its run and taking the next one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -7,7 +7,9 @@
       curves.png
 
 A point's folder name is its settings, `key-value` joined by `_` with each key's last part (the full key where
-two would collide): `--grid algo.advantage=grpo,rloo` gives `advantage-grpo` and `advantage-rloo`.
+two would collide): `--grid algo.advantage=grpo,rloo` gives `advantage-grpo` and `advantage-rloo`. Points that are
+not a cross product (Tree-GRPO needs both a sampler and an estimator) are named in `points:`, each a list of
+settings; the grid, if any, then runs at each of them (`tree_advantage-grpo`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentrl.config import format_validation_error, read_yaml
 from agentrl.errors import AgentRLError
@@ -39,6 +41,8 @@ class SweepSpec(BaseModel):
     """The sweep's folder under the runs directory."""
     task: str
     """A bundled task's name or a task folder."""
+    points: dict[str, list[str]] = {}
+    """Named points: name -> its `key=value` settings. The grid's cross product runs at each (or alone, if none)."""
     grid: dict[str, list[Any]] = {}
     """Config key -> the values to try; the sweep runs the cross product."""
     seeds: int = Field(3, ge=1)
@@ -47,6 +51,15 @@ class SweepSpec(BaseModel):
     """`key=value` settings shared by every run."""
     baseline: str | None = None
     """The point the report's paired differences are taken against (its label); default: the first point."""
+    match: Literal["steps", "tokens", "seconds"] = "steps"
+    """What every point spends equally: RL steps (train.steps), or tokens sampled in RL, or seconds of RL steps.
+    With tokens or seconds each run stops once it has spent `budget`, by default what the baseline point's run of
+    the same seed spent in its train.steps (the baseline's runs go first)."""
+    budget: float | None = Field(None, gt=0)
+    """With match tokens or seconds: the budget of every run, the baseline's too (default: the baseline's spend)."""
+    max_steps: int | None = Field(None, ge=1)
+    """With match tokens or seconds: the most RL steps a run may take to spend its budget (default: 4 x its
+    train.steps)."""
 
     @field_validator("grid")
     @classmethod
@@ -56,15 +69,32 @@ class SweepSpec(BaseModel):
             raise ValueError(f"no values for {', '.join(empty)}")
         return grid
 
-    def points(self) -> list[Point]:
-        """The grid's cross product, in the order the grid lists keys and values (one point if the grid is empty)."""
+    @model_validator(mode="after")
+    def _budget_needs_a_match(self) -> SweepSpec:
+        if self.match == "steps" and (self.budget is not None or self.max_steps is not None):
+            raise ValueError("budget and max_steps apply with match: tokens or seconds (match is steps)")
+        return self
+
+    @field_validator("points")
+    @classmethod
+    def _names_are_folders(cls, points: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [name for name in points if _slug(name) != name]
+        if bad:
+            raise ValueError(f"point names are folder names (letters, digits, . + -): {', '.join(bad)}")
+        return points
+
+    def grid_points(self) -> list[Point]:
+        """The named points (or one unnamed) x the grid's cross product, in the order the spec lists them."""
         keys = list(self.grid)
         short = _short_names(keys)
+        named = [Point(name, tuple(settings)) for name, settings in self.points.items()] or [Point("", ())]
         points = []
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            label = "_".join(f"{short[k]}-{_slug(v)}" for k, v in zip(keys, values, strict=True)) or "base"
-            overrides = tuple(f"{k}={_yaml(v)}" for k, v in zip(keys, values, strict=True))
-            points.append(Point(label, overrides))
+        for base in named:
+            for values in itertools.product(*(self.grid[k] for k in keys)):
+                parts = [base.label] if base.label else []
+                parts += [f"{short[k]}-{_slug(v)}" for k, v in zip(keys, values, strict=True)]
+                overrides = tuple(f"{k}={_yaml(v)}" for k, v in zip(keys, values, strict=True))
+                points.append(Point("_".join(parts) or "base", base.overrides + overrides))
         labels = [p.label for p in points]
         clashes = sorted({label for label in labels if labels.count(label) > 1})
         if clashes:
@@ -72,7 +102,7 @@ class SweepSpec(BaseModel):
         return points
 
     def baseline_point(self) -> Point:
-        points = self.points()
+        points = self.grid_points()
         if self.baseline is None:
             return points[0]
         for point in points:
@@ -131,9 +161,13 @@ def build_spec(
     **options: Any,
 ) -> SweepSpec:
     """The sweep the command line describes: a YAML spec, or TASK with --grid and --set; options given (name, seeds,
-    baseline) override the spec's. An unknown baseline fails here, before any training."""
+    baseline...) override the spec's, and TASK given with a spec runs it on TASK, named `SPECNAME-TASK`. An unknown
+    baseline fails here, before any training."""
     if spec_file is not None:
         data = read_yaml(spec_file)
+        if task is not None:  # the spec's sweep on another task, in a folder of its own
+            data["name"] = f"{data.get('name', Path(spec_file).stem)}-{Path(task).name}"
+            data["task"] = task
         data["grid"] = {**data.get("grid", {}), **parse_grid(grid)}
         data["sets"] = [*data.get("sets", []), *sets]
     elif task is not None:

@@ -135,8 +135,18 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     return {key: sum(v) / len(v) for key, v in stats.items()} | {"update_tokens": batch.num_model_tokens}
 
 
+def budget_spent(cfg: Config, state: dict) -> str | None:
+    """Which RL budget the run has spent ("tokens" or "seconds"), if any."""
+    if cfg.train.max_sampled_tokens is not None and state["rl_sampled_tokens"] >= cfg.train.max_sampled_tokens:
+        return "tokens"
+    if cfg.train.max_rl_seconds is not None and state["rl_seconds"] >= cfg.train.max_rl_seconds:
+        return "seconds"
+    return None
+
+
 def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hooks | None = None) -> dict:
-    """SFT (once), evaluate, RL for cfg.train.steps, evaluate; returns the summary."""
+    """SFT (once), evaluate, RL for cfg.train.steps (or until its token or seconds budget is spent), evaluate;
+    returns the summary."""
     hooks = hooks or Hooks()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -150,6 +160,8 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             run.truncate_after(state["step"])
         else:
             state, extra = {"step": 0, "eval_before": None}, None
+        state.setdefault("rl_sampled_tokens", 0)
+        state.setdefault("rl_seconds", 0.0)
         # resumed, the steps past the checkpoint run again: the trackers drop what they had of them, as metrics.jsonl
         logger = build_loggers(cfg, run, purge_step=state["step"] + 1 if checkpoints else None)
         stack.callback(logger.close)
@@ -231,6 +243,8 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)
         hooks.stage("rl", cfg.train.steps - state["step"])
         for step in range(state["step"] + 1, cfg.train.steps + 1):
+            if budget_spent(cfg, state):
+                break
             start = time.perf_counter()
             picks = np.random.default_rng([cfg.train.seed, step]).choice(len(pool), cfg.rollout.prompts_per_step, False)
             model.eval()
@@ -251,18 +265,25 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             run.append_many(run.rollouts, [{"step": step, **t.to_record()} for t in trajs])
             logger.log(step, metrics)
             state["step"] = step
-            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+            state["rl_sampled_tokens"] += int(metrics["sampled_tokens"])
+            state["rl_seconds"] += metrics["seconds"]
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or budget_spent(cfg, state):
                 checkpoint(step)
             hooks.advance({"step": step, **metrics})
+        if spent := budget_spent(cfg, state):
+            hooks.log(f"RL stopped after step {state['step']}: its {spent} budget is spent")
 
         # --- held-out pass@1 after RL ---
         hooks.stage("eval after RL", 0)
         model.eval()
         after = evaluate(loop, engine, task, cfg)
-        logger.log(cfg.train.steps, {"stage": "eval_after", **after})
+        logger.log(state["step"], {"stage": "eval_after", **after})
     summary = {
         "task": task.name,
-        "steps": cfg.train.steps,
+        "steps": state["step"],
+        "stopped_by": budget_spent(cfg, state) or "steps",
+        "rl_sampled_tokens": state["rl_sampled_tokens"],
+        "rl_seconds": state["rl_seconds"],
         "pass@1_before": state["eval_before"]["pass@1"],
         "pass@1_after": after["pass@1"],
         "eval_problems": cfg.eval.problems,

@@ -27,12 +27,11 @@ def test_the_t_interval_of_three_values_is_the_textbook_one():
 
 def fake_run(path, before: float, after: float, tokens: list[int]) -> None:
     path.mkdir(parents=True)
-    (path / "summary.json").write_text(json.dumps({"pass@1_before": before, "pass@1_after": after}))
+    summary = {"pass@1_before": before, "pass@1_after": after, "steps": len(tokens), "stopped_by": "steps"}
+    summary |= {"rl_sampled_tokens": sum(tokens), "rl_seconds": 2.0 * len(tokens)}
+    (path / "summary.json").write_text(json.dumps(summary))
     records = [{"step": 0, "stage": "eval_before", "pass@1": before}]
-    records += [
-        {"step": i + 1, "stage": "rl", "generated_tokens": t, "seconds": 2.0, "pass_rate": after * (i + 1)}
-        for i, t in enumerate(tokens)
-    ]
+    records += [{"step": i + 1, "stage": "rl", "pass_rate": after * (i + 1)} for i, t in enumerate(tokens)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -52,12 +51,15 @@ def test_points_get_means_over_seeds_and_differences_paired_by_seed(tmp_path):
     assert rloo["vs_baseline"]["mean"] == pytest.approx(sum(diffs) / 2)
     half = 12.706204736174707 * (abs(diffs[0] - diffs[1]) / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1 df)
     assert rloo["vs_baseline"]["high"] - rloo["vs_baseline"]["mean"] == pytest.approx(half)
-    assert grpo["generated_tokens"] == 220 and grpo["rl_seconds"] == 4.0
+    assert (grpo["steps"], grpo["sampled_tokens"], grpo["rl_seconds"]) == (2, 220, 4.0)
     curve = rloo["curves"]["pass_rate"]  # seeds 0 and 1: pass_rate = after x step
     assert curve["step"] == [1, 2] and curve["low"] == [0.36, 0.72] and curve["high"] == [0.44, 0.88]
     assert curve["mean"] == pytest.approx([0.40, 0.80]) and rloo["curves"]["entropy"]["step"] == []
     table = report_markdown(report)
-    assert "| `advantage-rloo` | 2 | 0.250 [0.250, 0.250] | 0.400 [-0.108, 0.908] | +0.050 [-0.077, +0.177] |" in table
+    assert (
+        "| advantage-rloo | 2 | 0.250 [0.250, 0.250] | 0.400 [-0.108, 0.908] | +0.050 [-0.077, +0.177] | 2.0 | 220 |"
+        in table
+    )
 
 
 def test_the_report_files_are_written_with_the_curves_figure(tmp_path):
@@ -67,5 +69,7 @@ def test_the_report_files_are_written_with_the_curves_figure(tmp_path):
     report = write_report(spec, tmp_path)
     root = tmp_path / "toy"
     assert json.loads((root / "report.json").read_text())["points"][1]["curves"] == report["points"][1]["curves"]
-    assert "![training curves per point](curves.png)" in (root / "report.md").read_text()
+    assert "![curves](curves.png)" in (root / "report.md").read_text()
+    html = (root / "report.html").read_text()
+    assert "<td>advantage-rloo</td>" in html and "data:image/png;base64," in html and "<script" not in html
     assert (root / "curves.png").read_bytes().startswith(b"\x89PNG")

@@ -84,3 +84,48 @@ def test_a_different_spec_under_the_same_name_is_refused(tmp_path):
     spec = SweepSpec(name="s", task="arith-python")
     with pytest.raises(AgentRLError, match="holds a different sweep"):
         run_sweep(spec, tmp_path)
+
+
+def summary(run) -> dict:
+    return json.loads((run.path / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_matched_in_tokens_each_run_stops_once_it_has_spent_what_the_baseline_spent(tmp_path):
+    spec = SweepSpec(
+        name="m",
+        task="arith-python",
+        points={"g2": ["rollout.group_size=2"], "g4": ["rollout.group_size=4"]},
+        seeds=1,
+        sets=SETS,
+        match="tokens",
+        baseline="g4",
+    )
+    hooks_for, trained = kill_at("none", step=0)
+    assert run_sweep(spec, tmp_path, hooks_for) == {"done": 2, "failed": 0}
+    assert trained == ["g4/seed-0", "g2/seed-0"]  # the baseline first: its spend is the others' budget
+    small, base = sweep_runs(spec, tmp_path)
+    budget = summary(base)["rl_sampled_tokens"]
+    assert (summary(base)["steps"], summary(base)["stopped_by"]) == (2, "steps")
+    metrics = map(json.loads, (small.path / "metrics.jsonl").read_text().splitlines())
+    spent = [r["sampled_tokens"] for r in metrics if r["stage"] == "rl"]
+    assert summary(small)["stopped_by"] == "tokens" and summary(small)["rl_sampled_tokens"] == sum(spent)
+    assert sum(spent[:-1]) < budget <= sum(spent)  # stopped after the step that reached the budget, not before
+    config = (small.path / "config.yaml").read_text()
+    assert f"max_sampled_tokens: {budget}" in config and "steps: 8" in config  # a cap of 4 x train.steps
+
+    # killed after its last checkpoint but before its summary: run again, it evaluates and takes no extra step
+    (small.path / "summary.json").unlink()
+    assert run_sweep(spec, tmp_path) == {"done": 2, "failed": 0}
+    assert len(rl_steps(small)) == len(spent) and summary(small)["rl_sampled_tokens"] == sum(spent)
+
+
+@pytest.mark.slow
+def test_runs_in_parallel_worker_processes_finish_and_log_to_their_own_files(tmp_path):
+    spec = SweepSpec(name="p", task="arith-python", grid={"algo.advantage": ["grpo", "rloo"]}, seeds=1, sets=SETS)
+    states = []
+    counts = run_sweep(spec, tmp_path, on_state=lambda run, state: states.append((run.run_name, state)), parallel=2)
+    assert counts == {"done": 2, "failed": 0}
+    assert sorted(states) == [("advantage-grpo/seed-0", "done"), ("advantage-rloo/seed-0", "done")]
+    for run in sweep_runs(spec, tmp_path):
+        assert rl_steps(run) == [1, 2] and "held-out pass@1" in (run.path / "train.log").read_text()

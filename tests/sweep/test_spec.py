@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agentrl.errors import AgentRLError
@@ -12,7 +14,7 @@ def test_the_grid_expands_to_its_cross_product_in_order_with_readable_names():
     spec = SweepSpec(
         name="s", task="arith-python", grid={"algo.advantage": ["grpo", "rloo"], "algo.shaping": [[], ["aspo"]]}
     )
-    points = spec.points()
+    points = spec.grid_points()
     assert [p.label for p in points] == [
         "advantage-grpo_shaping-none",
         "advantage-grpo_shaping-aspo",
@@ -25,13 +27,13 @@ def test_the_grid_expands_to_its_cross_product_in_order_with_readable_names():
 
 def test_keys_with_the_same_last_part_keep_their_full_names():
     spec = SweepSpec(name="s", task="t", grid={"train.lr": [0.1], "sft.lr": [0.5]})
-    assert [p.label for p in spec.points()] == ["train.lr-0.1_sft.lr-0.5"]
+    assert [p.label for p in spec.grid_points()] == ["train.lr-0.1_sft.lr-0.5"]
 
 
 def test_an_empty_grid_is_one_point_and_values_that_name_the_same_folder_are_refused():
-    assert [p.label for p in SweepSpec(name="s", task="t").points()] == ["base"]
+    assert [p.label for p in SweepSpec(name="s", task="t").grid_points()] == ["base"]
     with pytest.raises(AgentRLError, match="differ only in punctuation"):
-        SweepSpec(name="s", task="t", grid={"run.name": ["a b", "a/b"]}).points()
+        SweepSpec(name="s", task="t", grid={"run.name": ["a b", "a/b"]}).grid_points()
 
 
 def test_grid_options_split_on_commas_outside_brackets_and_read_values_as_yaml():
@@ -65,3 +67,40 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     path.write_text("name: x\ntask: arith-python\ngrid: {algo.advantage: []}\n")
     with pytest.raises(AgentRLError, match="no values for algo.advantage"):
         build_spec(path, None, [], [])
+
+
+def test_named_points_run_the_grid_at_each_and_keep_their_own_settings_first():
+    spec = SweepSpec(
+        name="s",
+        task="arith-python",
+        points={"chain": [], "tree": ["rollout.sampler=tree", "algo.advantage=tree_grpo"]},
+        grid={"train.lr": [0.1, 0.2]},
+        baseline="tree_lr-0.2",
+    )
+    points = spec.grid_points()
+    assert [p.label for p in points] == ["chain_lr-0.1", "chain_lr-0.2", "tree_lr-0.1", "tree_lr-0.2"]
+    assert points[3].overrides == ("rollout.sampler=tree", "algo.advantage=tree_grpo", "train.lr=0.2")
+    assert spec.baseline_point() == points[3]
+    alone = SweepSpec(name="s", task="t", points={"grpo+aspo": ["algo.shaping=[aspo]"], "rloo": []})
+    assert [p.label for p in alone.grid_points()] == ["grpo+aspo", "rloo"]
+
+
+def test_point_names_must_be_folder_names_and_a_budget_needs_a_match():
+    with pytest.raises(ValueError, match="folder names"):
+        SweepSpec(name="s", task="t", points={"a/b": []})
+    with pytest.raises(ValueError, match="match is steps"):
+        SweepSpec(name="s", task="t", budget=1000)
+    assert SweepSpec(name="s", task="t", match="tokens", budget=1000).budget == 1000
+
+
+def test_a_task_given_with_a_spec_runs_that_spec_on_it_in_a_folder_of_its_own(tmp_path):
+    path = tmp_path / "algos.yaml"
+    path.write_text("name: algos\ntask: arith-python\npoints: {grpo: [], rloo: [algo.advantage=rloo]}\n")
+    spec = build_spec(path, "code-tests", [], [])
+    assert (spec.name, spec.task) == ("algos-code-tests", "code-tests")
+
+
+def test_the_bundled_algorithms_sweep_is_a_valid_spec():
+    spec = build_spec(Path(__file__).parents[2] / "sweeps" / "algorithms.yaml", None, [], [])
+    assert [p.label for p in spec.grid_points()] == ["grpo", "rloo", "gtpo", "grpo+aspo", "tree-grpo"]
+    assert (spec.match, spec.baseline_point().label, spec.seeds) == ("tokens", "grpo", 3)
