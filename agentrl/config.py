@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentrl.errors import AgentRLError
 
@@ -187,11 +187,22 @@ class TrainConfig(Section):
     pass; a larger one runs the output head and log-softmax on the response positions only, as many at a time as
     fit, recomputed in the backward pass. Only large vocabularies notice (8 x 512 tokens of a 152k vocabulary hold
     2.3 GiB per copy of their logits)."""
+    shared_prefix: Literal["auto", "off"] = "auto"
+    """Tokens that several trajectories of one prompt share (the prompt of a chain group, the shared steps of a
+    tree) are computed once in the update's forward and backward passes and in the old-policy and reference
+    log-probs: a prompt's trajectories run as one packed sequence with a prefix-tree attention mask (docs/
+    algorithms.md). The update is the per-trajectory one. auto: on when the model's attention takes a custom mask
+    (sdpa or eager, no sliding-window layers); off: each trajectory on its own."""
     loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]
     """Where metrics go, e.g. `--set train.loggers=[jsonl,tensorboard]`. jsonl (the run's metrics.jsonl) is always
     written, listed or not; tensorboard: event files in the run's tensorboard/; wandb: a W&B run, offline unless
     WANDB_API_KEY is set. Both need their pip extra (`agentrl[tensorboard]`, `agentrl[wandb]`); on verl they join
     verl.logger (docs/tracking.md)."""
+
+    @field_validator("shared_prefix", mode="before")
+    @classmethod
+    def _off_is_not_false(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare off as false
 
 
 class EvalConfig(Section):

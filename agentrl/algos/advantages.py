@@ -58,10 +58,25 @@ def _float(x: Tensor) -> Tensor:
     return x if x.is_floating_point() else x.float()
 
 
+SPREAD_TOLERANCE = 1e-6
+"""A group whose values spread less than this (times their magnitude, at least 1) counts as all equal: its members
+get an advantage of exactly 0. Without it, round-off (rewards of 0.1 + 0.2 and 0.3, or z-scores taken again)
+leaves a std of ~1e-8 that the eps of the denominator turns into advantages of ~0.01."""
+
+
+def _flat(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
+    """`[N]` bool: the member's group spreads less than SPREAD_TOLERANCE."""
+    hi = torch.full((n_groups,), -torch.inf, dtype=values.dtype).scatter_reduce(0, index, values, "amax")
+    lo = torch.full((n_groups,), torch.inf, dtype=values.dtype).scatter_reduce(0, index, values, "amin")
+    scale = torch.maximum(hi.abs(), lo.abs()).clamp_min(1.0)
+    return ((hi - lo) <= SPREAD_TOLERANCE * scale)[index]
+
+
 def _group_zscore(
     values: Tensor, index: Tensor, n_groups: int, *, norm_by_std: bool = True, eps: float = 1e-6
 ) -> Tensor:
-    """`(x - mean_g(x)) / (std_g(x) + eps)` per group, or `x - mean_g(x)` without std normalisation.
+    """`(x - mean_g(x)) / (std_g(x) + eps)` per group, or `x - mean_g(x)` without std normalisation; exactly 0 in
+    a group of equal values (see SPREAD_TOLERANCE). Statistics in float64, the result in `values`' dtype.
 
     `std` is the unbiased sample std (`torch.std`, correction 1). A group of one has mean 0 and std 1, so
     its member keeps `x / (1 + eps)`: verl's rule (`compute_grpo_outcome_advantage`).
@@ -70,18 +85,17 @@ def _group_zscore(
         values: `[N]` float.
         index: `[N]` long group index in `0..n_groups-1`.
     """
-    count = torch.zeros(n_groups, dtype=values.dtype).index_add_(0, index, torch.ones_like(values))
-    total = torch.zeros(n_groups, dtype=values.dtype).index_add_(0, index, values)
+    x = values.double()
+    count = torch.zeros(n_groups, dtype=x.dtype).index_add_(0, index, torch.ones_like(x))
+    total = torch.zeros(n_groups, dtype=x.dtype).index_add_(0, index, x)
     mean = total / count.clamp_min(1)
-    centred = values - mean[index]
-    sq = torch.zeros(n_groups, dtype=values.dtype).index_add_(0, index, centred.square())
+    sq = torch.zeros(n_groups, dtype=x.dtype).index_add_(0, index, (x - mean[index]).square())
     std = (sq / (count - 1).clamp_min(1)).sqrt()
     single = count[index] == 1
-    mean_i = torch.where(single, torch.zeros_like(values), mean[index])
-    std_i = torch.where(single, torch.ones_like(values), std[index])
-    if norm_by_std:
-        return (values - mean_i) / (std_i + eps)
-    return values - mean_i
+    mean_i = torch.where(single, torch.zeros_like(x), mean[index])
+    std_i = torch.where(single, torch.ones_like(x), std[index])
+    centred = torch.where(_flat(x, index, n_groups) & ~single, 0.0, x - mean_i)
+    return (centred / (std_i + eps) if norm_by_std else centred).to(values.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -112,7 +126,7 @@ def rloo_advantages(rewards: Tensor, group_ids: Sequence[Hashable] | Tensor) -> 
     """RLOO: reward minus the mean of the rest of its group (Ahmadian et al. 2024, arXiv 2402.14740).
 
     `A_i = r_i - (1 / (n - 1)) * sum_{j != i} r_j = n / (n - 1) * (r_i - mean_g(r))`; a group of one keeps
-    `A_i = r_i` (verl `compute_rloo_outcome_advantage`).
+    `A_i = r_i` (verl `compute_rloo_outcome_advantage`), a group of equal rewards gets exactly 0.
 
     Args:
         rewards: `[B]` float outcome reward per trajectory.
@@ -121,12 +135,13 @@ def rloo_advantages(rewards: Tensor, group_ids: Sequence[Hashable] | Tensor) -> 
     Returns:
         `[B]` advantages.
     """
-    rewards = _float(rewards)
+    x = _float(rewards).double()
     index, n_groups = group_index(group_ids)
-    count = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(0, index, torch.ones_like(rewards))[index]
-    total = torch.zeros(n_groups, dtype=rewards.dtype).index_add_(0, index, rewards)[index]
-    leave_one_out_mean = (total - rewards) / (count - 1).clamp_min(1)
-    return torch.where(count > 1, rewards - leave_one_out_mean, rewards)
+    count = torch.zeros(n_groups, dtype=x.dtype).index_add_(0, index, torch.ones_like(x))[index]
+    total = torch.zeros(n_groups, dtype=x.dtype).index_add_(0, index, x)[index]
+    leave_one_out_mean = (total - x) / (count - 1).clamp_min(1)
+    advantages = torch.where(_flat(x, index, n_groups), 0.0, x - leave_one_out_mean)
+    return torch.where(count > 1, advantages, x).to(_float(rewards).dtype)
 
 
 def tree_grpo_advantages(

@@ -13,6 +13,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from agentrl.config import TrainConfig
+from agentrl.train.packing import PackedInputs, packed_micro_batches
 from agentrl.trajectory import Trajectory
 
 
@@ -101,12 +102,29 @@ def collate(trajs: Sequence[Trajectory], pad_token_id: int) -> TokenBatch:
 CHUNK_MIB = TrainConfig.model_fields["logits_chunk_mib"].default
 
 
-def batched_logprobs(model, batch: TokenBatch, max_tokens: int, chunk_mib: float = CHUNK_MIB) -> torch.Tensor:
-    """`token_logprobs` of the whole batch ([B, T], no gradient), computed in length-sorted micro-batches."""
+MicroBatch = tuple[torch.Tensor, PackedInputs | None]
+"""A micro-batch's rows (indices into the batch), and their packs when shared prefixes are computed once."""
+
+
+def micro_batches(
+    batch: TokenBatch, rows: torch.Tensor, max_tokens: int, groups: Sequence[int] | None = None
+) -> list[MicroBatch]:
+    """`rows` in micro-batches of at most `max_tokens` padded tokens: rows of similar length together, or with
+    `groups` (a group id per row of the batch) each group's rows packed, their shared prefixes computed once."""
+    if groups is None:
+        return [(micro, None) for micro in batch.micro_batches(rows, max_tokens)]
+    return packed_micro_batches(batch, rows, groups, max_tokens)
+
+
+def batched_logprobs(
+    model, batch: TokenBatch, max_tokens: int, chunk_mib: float = CHUNK_MIB, groups: Sequence[int] | None = None
+) -> torch.Tensor:
+    """`token_logprobs` of the whole batch ([B, T], no gradient), computed in micro-batches (see micro_batches)."""
     out = torch.zeros_like(batch.sampling_logprobs)
     with torch.no_grad():
-        for rows in batch.micro_batches(torch.arange(len(out), device=out.device), max_tokens):
-            logp = token_logprobs(model, batch.select(rows).trim(), chunk_mib=chunk_mib)
+        for rows, packed in micro_batches(batch, torch.arange(len(out), device=out.device), max_tokens, groups):
+            logp = token_logprobs(model, batch.select(rows).trim(), chunk_mib=chunk_mib, packed=packed)
+            out = out.to(logp.dtype)  # float64 from a float64 model
             out[rows, : logp.shape[1]] = logp
     return out
 
@@ -121,28 +139,36 @@ def _rows_per_chunk(chunk_mib: float, vocab: int) -> int:
     return max(1, int(chunk_mib * 2**20 // (4 * vocab)))
 
 
-def _response_states(model, batch: TokenBatch, chunk_mib: float) -> tuple[torch.Tensor, Callable, int]:
+def _response_states(
+    model, batch: TokenBatch, chunk_mib: float, packed: PackedInputs | None
+) -> tuple[torch.Tensor, Callable, int]:
     """The states that predict each response token ([B, T, D]), the function that maps them to logits, and the
-    vocabulary size.
+    vocabulary size; computed on the rows' packs if `packed` is given.
 
     When the logits of every position of the batch fit in one chunk, or the model's logits are more than its head
     (softcapping, scaling), they come from the model's own forward. Otherwise the states are the decoder's last
     hidden states at the response positions, so no logits are computed for the prompt and the head runs chunk by
     chunk."""
-    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    if packed is None:
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    else:
+        inputs = packed.model_inputs(model)
     head = model.get_output_embeddings()
     plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
-    if plain and batch.input_ids.numel() > _rows_per_chunk(chunk_mib, head.out_features):
+    if plain and inputs["input_ids"].numel() > _rows_per_chunk(chunk_mib, head.out_features):
         states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
     else:
         states, head = model(**inputs).logits, torch.nn.Identity()
         vocab = states.shape[-1]
+    if packed is not None:
+        return states[packed.pack, packed.state_index], head, vocab
     index = batch.target_index[..., None].expand(-1, -1, states.shape[-1])
     return states.gather(1, index), head, vocab
 
 
 def _chunk_logprobs(head: Callable, states: torch.Tensor, targets: torch.Tensor, with_entropy: bool):
-    logp = torch.log_softmax(head(states).float(), dim=-1)
+    logits = head(states)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # float64 stays
     token_logp = logp.gather(-1, targets[:, None]).squeeze(-1)
     if not with_entropy:
         return (token_logp,)
@@ -150,15 +176,22 @@ def _chunk_logprobs(head: Callable, states: torch.Tensor, targets: torch.Tensor,
         return token_logp, -(logp.exp() * logp).sum(-1)
 
 
-def token_logprobs(model, batch: TokenBatch, with_entropy: bool = False, chunk_mib: float = CHUNK_MIB):
-    """Log-prob of each response token under `model` ([B, T], float32 whatever the model's dtype); with the
-    entropy of each position (no gradient) if asked.
+def token_logprobs(
+    model,
+    batch: TokenBatch,
+    with_entropy: bool = False,
+    chunk_mib: float = CHUNK_MIB,
+    packed: PackedInputs | None = None,
+):
+    """Log-prob of each response token under `model` ([B, T], float32 for any lower precision); with the
+    entropy of each position (no gradient) if asked. With `packed` (the batch's rows packed, agentrl.train.packing)
+    the model runs on the packs, each shared token once.
 
     The output head and log-softmax run over as many response positions at a time as keep their float32 logits
     under `chunk_mib`; with a gradient, each chunk's logits are recomputed in the backward pass instead of kept.
     A 152k vocabulary's logits of 8 x 512 tokens would otherwise hold 2.3 GiB per copy, and the log-softmax, the
     entropy and both gradients each make one."""
-    states, head, vocab = _response_states(model, batch, chunk_mib)
+    states, head, vocab = _response_states(model, batch, chunk_mib, packed)
     shape = batch.response_ids.shape
     states, targets = states.reshape(shape.numel(), -1), batch.response_ids.reshape(-1)
     rows = _rows_per_chunk(chunk_mib, vocab)

@@ -27,10 +27,11 @@ from agentrl.rollout.chain import AgentLoop, Policy
 from agentrl.rollout.tree import SamplingCost, sample_trees
 from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
-from agentrl.train.batch import batched_logprobs, collate, token_logprobs
+from agentrl.train.batch import batched_logprobs, collate, micro_batches, token_logprobs
 from agentrl.train.checkpoint import list_checkpoints, load_trainer_state, restore_rng, save_checkpoint
 from agentrl.train.loggers import build_loggers
 from agentrl.train.metrics import rollout_metrics
+from agentrl.train.packing import packing_unsupported
 from agentrl.train.rundir import RunDir
 from agentrl.train.sft import expert_trajectories, sft
 from agentrl.trajectory import Trajectory
@@ -96,22 +97,29 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     ).to(device)
     budget = cfg.train.micro_batch_tokens
     chunk = cfg.train.logits_chunk_mib
-    old_logprobs = batched_logprobs(model, batch, budget, chunk)
-    ref_logprobs = batched_logprobs(ref_model, batch, budget, chunk) if ref_model is not None else None
-    per_row = batch.response_mask.sum(1) if cfg.algo.loss_agg == "token-mean" else (batch.response_mask.sum(1) > 0)
+    groups = pack_groups(trajs, cfg, model)
+    old_logprobs = batched_logprobs(model, batch, budget, chunk, groups)
+    ref_logprobs = batched_logprobs(ref_model, batch, budget, chunk, groups) if ref_model is not None else None
+    # micro-batch weights in float64: packing partitions the rows differently, float32 weights would round apart
+    per_row = (
+        batch.response_mask.sum(1) if cfg.algo.loss_agg == "token-mean" else batch.response_mask.sum(1) > 0
+    ).double()
     stats: dict[str, list[float]] = {}
-    for _epoch in range(cfg.algo.ppo_epochs):
+    forward_tokens = 0
+    for epoch in range(cfg.algo.ppo_epochs):
         order = torch.randperm(len(trajs), generator=gen)
         for rows in order.split(cfg.algo.minibatch_size):
             rows = rows.to(device)
             optimizer.zero_grad(set_to_none=True)
             info: dict[str, float] = {}
-            for micro in batch.micro_batches(rows, budget):
+            for micro, packed in micro_batches(batch, rows, budget, groups):
                 # the minibatch's loss is the weighted sum of its micro-batches' losses, whatever the aggregation
                 weight = float(per_row[micro].sum() / per_row[rows].sum().clamp_min(1))
                 mb = batch.select(micro).trim()
                 width = mb.response_ids.shape[1]
-                logprobs, entropy = token_logprobs(model, mb, with_entropy=True, chunk_mib=chunk)
+                if epoch == 0:
+                    forward_tokens += packed.tokens if packed is not None else int(mb.lengths.sum())
+                logprobs, entropy = token_logprobs(model, mb, with_entropy=True, chunk_mib=chunk, packed=packed)
                 loss, micro_info = policy_loss(
                     logprobs,
                     old_logprobs[micro, :width],
@@ -132,7 +140,19 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
             for key, value in info.items():
                 stats.setdefault(key, []).append(float(value))
             optimizer.step()
-    return {key: sum(v) / len(v) for key, v in stats.items()} | {"update_tokens": batch.num_model_tokens}
+    return {key: sum(v) / len(v) for key, v in stats.items()} | {
+        "update_tokens": batch.num_model_tokens,
+        "forward_tokens": forward_tokens,
+        "context_tokens": int(batch.lengths.sum()),
+    }
+
+
+def pack_groups(trajs: list[Trajectory], cfg: Config, model) -> list[int] | None:
+    """The group of each trajectory (its prompt) when the update computes shared prefixes once, else None."""
+    if cfg.train.shared_prefix == "off" or packing_unsupported(model) is not None:
+        return None
+    ids: dict[str, int] = {}
+    return [ids.setdefault(t.group_id, len(ids)) for t in trajs]
 
 
 def budget_spent(cfg: Config, state: dict) -> str | None:

@@ -140,3 +140,32 @@ def test_missing_fields_are_named():
         compute_advantages(make_inputs(), "tree_grpo")
     with pytest.raises(AgentRLError, match="first_code_pos"):
         compute_advantages(make_inputs(), "grpo", shaping=["aspo"])
+
+
+NEXT_TO_0_7 = float(torch.nextafter(torch.tensor(0.7), torch.tensor(1.0)))  # 0.7 and the next float32 up
+
+
+@pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))
+def test_every_estimator_gives_a_group_of_equal_rewards_exactly_zero(name):
+    # prompt g: four leaves whose rewards are equal up to float32 round-off; prompt h: real spread
+    rewards = torch.tensor([0.7, NEXT_TO_0_7, 0.7, 0.7, 1.0, 0.0, 1.0, 0.0])
+    inputs = AdvantageInputs(
+        rewards=rewards,
+        group_ids=["g"] * 4 + ["h"] * 4,
+        tree_ids=["g1", "g1", "g2", "g2", "h1", "h1", "h2", "h2"],
+        response_mask=torch.ones(8, 3),
+        token_turn=torch.zeros(8, 3, dtype=torch.long),
+    )
+    advantages = compute_advantages(inputs, name)
+    assert torch.equal(advantages[:4], torch.zeros(4, 3))
+    assert bool((advantages[4:] != 0).all())
+
+
+def test_sequential_tree_grpo_gives_a_tree_of_equal_leaves_exactly_zero():
+    # tree t1's leaves all scored 0.7 (their inter-prompt z-scores are equal); before, float32 round-off in the
+    # second normalisation left them about +-0.01 apart
+    rewards = torch.tensor([0.7, 0.7, 0.7, 0.0, 1.0, 0.0])
+    out = tree_grpo_advantages(rewards, ["p"] * 6, ["t1"] * 3 + ["t2"] * 3, combine="sequential")
+    assert torch.equal(out[:3], torch.zeros(3)) and out.dtype == torch.float32
+    assert out[4] > 0 > out[3]
+    assert torch.equal(rloo_advantages(torch.tensor([0.7, NEXT_TO_0_7, 0.7]), ["g"] * 3), torch.zeros(3))

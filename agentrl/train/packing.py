@@ -1,0 +1,169 @@
+"""Shared-prefix packing: the trajectories of one prompt (a tree's leaves, a chain group) as one sequence in which
+every token they share is computed once.
+
+The rows of a pack are merged into a prefix tree of tokens: two rows that agree on their first n tokens share those
+n nodes. The pack is the tree's nodes in creation order (a parent always before its children), each at the
+position id of its depth, and a token attends to its ancestors and itself only. A causal decoder's state at a node
+depends on the tokens on its path alone, so each row's states, log-probs and gradients are those of the row run on
+its own: the update is the per-row one, with each shared token computed once instead of once per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from agentrl.train.batch import TokenBatch
+
+MAX_PACK_TOKENS = 2048
+"""The longest pack: attention over a pack holds a [heads, n, n] score matrix (a custom mask rules out the
+memory-lean kernels on CPU), so a prompt whose trajectories share more than this is split into several packs."""
+
+
+class PrefixTree:
+    """Token sequences merged on their common prefixes; node i holds one token at position `depth[i]`."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.depth: list[int] = []
+        self.parent: list[int] = []
+        self._child: dict[tuple[int, int], int] = {}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def new_nodes(self, tokens: Sequence[int]) -> int:
+        """How many nodes adding `tokens` would create."""
+        node = -1
+        for i, token in enumerate(tokens):
+            node = self._child.get((node, token), -2)
+            if node == -2:
+                return len(tokens) - i
+        return 0
+
+    def add(self, tokens: Sequence[int]) -> list[int]:
+        """Merge `tokens` in; returns the node of each of its positions."""
+        node, path = -1, []
+        for token in tokens:
+            child = self._child.get((node, token))
+            if child is None:
+                child = len(self.tokens)
+                self._child[(node, token)] = child
+                self.tokens.append(token)
+                self.depth.append(len(path))
+                self.parent.append(node)
+            node = child
+            path.append(node)
+        return path
+
+
+@dataclass
+class PackedInputs:
+    """A micro-batch's rows packed: the model runs on the packs, each row reads its states back from its pack."""
+
+    input_ids: torch.Tensor  # [P, N] the packs' tokens, right-padded
+    position_ids: torch.Tensor  # [P, N] each token's position in its own rows
+    allowed: torch.Tensor  # [P, N, N] bool: token i may attend to token j (j is i or an ancestor of i)
+    pack: torch.Tensor  # [R, 1] the pack of each row
+    state_index: torch.Tensor  # [R, T] the pack position of the state that predicts each response token
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the packs hold (each shared token once)."""
+        return int((self.position_ids >= 0).sum())
+
+    def model_inputs(self, model) -> dict[str, torch.Tensor]:
+        """input_ids, position_ids and the 4D mask in the form the model's attention takes it (sdpa: bool, True
+        attends; eager: added to the scores)."""
+        mask = self.allowed[:, None]
+        if model.config._attn_implementation == "eager":
+            dtype = model.get_output_embeddings().weight.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids.clamp(min=0), "attention_mask": mask}
+
+
+def packing_unsupported(model) -> str | None:
+    """Why `model` cannot run packs (None if it can): packs need a custom 4D attention mask, which only the sdpa
+    and eager attentions honour, and one mask for every layer (no sliding-window layers)."""
+    config = model.config
+    if config._attn_implementation not in ("sdpa", "eager"):
+        return f"attention {config._attn_implementation!r} ignores a custom mask (sdpa and eager honour it)"
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return "sliding-window attention layers need a mask of their own"
+    return None
+
+
+def _context(batch: TokenBatch, row: int) -> list[int]:
+    return batch.input_ids[row, : int(batch.attention_mask[row].sum())].tolist()
+
+
+def pack(batch: TokenBatch, pack_of_row: Sequence[int]) -> PackedInputs:
+    """Pack the rows of `batch`, row r into pack `pack_of_row[r]` (0 .. P-1)."""
+    trees = [PrefixTree() for _ in range(max(pack_of_row) + 1)]
+    paths = [trees[p].add(_context(batch, r)) for r, p in enumerate(pack_of_row)]
+    width = max(len(t) for t in trees)
+    device = batch.input_ids.device
+    input_ids = torch.zeros(len(trees), width, dtype=torch.long)
+    position_ids = torch.full((len(trees), width), -1, dtype=torch.long)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(trees), 1, 1)  # padding attends to itself: no empty row
+    for p, tree in enumerate(trees):
+        input_ids[p, : len(tree)] = torch.tensor(tree.tokens)
+        position_ids[p, : len(tree)] = torch.tensor(tree.depth)
+    for path, p in zip(paths, pack_of_row, strict=True):
+        nodes = torch.tensor(path)
+        allowed[p, nodes[:, None], nodes[None, :]] |= torch.ones(len(path), len(path), dtype=torch.bool).tril()
+    node_of = torch.zeros(len(paths), batch.input_ids.shape[1], dtype=torch.long)
+    for r, path in enumerate(paths):
+        node_of[r, : len(path)] = torch.tensor(path)
+    return PackedInputs(
+        input_ids=input_ids.to(device),
+        position_ids=position_ids.to(device),
+        allowed=allowed.to(device),
+        pack=torch.tensor(pack_of_row, device=device)[:, None],
+        state_index=node_of.to(device).gather(1, batch.target_index),
+    )
+
+
+def group_packs(
+    batch: TokenBatch, rows: torch.Tensor, groups: Sequence[int], max_tokens: int
+) -> list[tuple[list[int], int]]:
+    """`rows` as packs: the rows of one group (one prompt's trajectories) together, split where a pack would pass
+    `max_tokens` (at most MAX_PACK_TOKENS) tokens. Each pack as (its row indices, its tokens)."""
+    limit = min(max_tokens, MAX_PACK_TOKENS)
+    packs: list[tuple[PrefixTree, list[int]]] = []
+    open_pack: dict[int, int] = {}
+    for row in rows.tolist():
+        tokens = _context(batch, row)
+        current = open_pack.get(groups[row])
+        if current is None or len(packs[current][0]) + packs[current][0].new_nodes(tokens) > limit:
+            open_pack[groups[row]] = current = len(packs)
+            packs.append((PrefixTree(), []))
+        packs[current][0].add(tokens)
+        packs[current][1].append(row)
+    return [(members, len(tree)) for tree, members in packs]
+
+
+def packed_micro_batches(
+    batch: TokenBatch, rows: torch.Tensor, groups: Sequence[int], max_tokens: int
+) -> list[tuple[torch.Tensor, PackedInputs]]:
+    """`rows` as micro-batches of whole packs, each at most `max_tokens` padded pack tokens (or one pack): the rows
+    of each (indices into `batch`) and their packed inputs (over `batch.select(rows).trim()`)."""
+    packs = sorted(group_packs(batch, rows, groups, max_tokens), key=lambda p: -p[1])
+    micro: list[list[list[int]]] = [[]]
+    width = 0
+    for members, size in packs:
+        if micro[-1] and (len(micro[-1]) + 1) * width > max_tokens:
+            micro.append([])
+        if not micro[-1]:
+            width = size  # the largest pack of a micro-batch comes first and sets its padded width
+        micro[-1].append(members)
+    out = []
+    for packs_of in micro:
+        selected = torch.tensor([row for members in packs_of for row in members], device=rows.device)
+        pack_of_row = [j for j, members in enumerate(packs_of) for _ in members]
+        out.append((selected, pack(batch.select(selected).trim(), pack_of_row)))
+    return out

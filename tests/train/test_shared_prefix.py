@@ -1,0 +1,220 @@
+"""Shared-prefix packing computes each shared token once and changes nothing else: in float64, per-token log-probs
+and the parameter update of a full RL step equal per-trajectory training for trees (2,2,1) and (2,4,2) whose shared
+steps hold tool observations, chain groups sharing their prompt, every loss aggregation, minibatches that split a
+prompt's trajectories, and packs split by the token budget."""
+
+from __future__ import annotations
+
+import copy
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from agentrl.config import build_config
+from agentrl.train.batch import batched_logprobs, collate, micro_batches
+from agentrl.train.packing import PrefixTree, packing_unsupported
+from agentrl.train.trainer import pack_groups, rl_step
+from agentrl.trajectory import Step, Trajectory
+from tests.conftest import TINY_OVERRIDES
+
+PAD = 0
+
+
+def random_step(rng: random.Random, vocab: int, last: bool) -> Step:
+    action = [rng.randrange(4, vocab) for _ in range(rng.randint(3, 8))]
+    logprobs = [-rng.uniform(0.1, 3.0) for _ in action]
+    if last:
+        return Step(action, logprobs, "", "answer")
+    obs = [rng.randrange(4, vocab) for _ in range(rng.randint(2, 5))]
+    return Step(action, logprobs, "", "tool_call", tool="python", tool_args={"code": "print(1)"}, obs_ids=obs)
+
+
+def random_steps(rng: random.Random, vocab: int, start: list[Step]) -> list[Step]:
+    """`start` (shared) plus fresh steps to a depth of 2 to 4, the last one an answer."""
+    depth = max(len(start) + 1, rng.randint(2, 4))
+    return start + [random_step(rng, vocab, last=j == depth - 1) for j in range(len(start), depth)]
+
+
+def trees(shape: tuple[int, int, int], prompts: int = 2, vocab: int = 300, seed: int = 0) -> list[Trajectory]:
+    """Tree-GRPO leaves of shape (M trees, N expansions, L iterations): each expansion copies the steps of a random
+    leaf up to a random node (observations included) and samples the rest."""
+    m_trees, expansions, iterations = shape
+    rng = random.Random(seed)
+    leaves = []
+    for p in range(prompts):
+        prompt = [1] + [rng.randrange(4, vocab) for _ in range(rng.randint(6, 12))]
+        for m in range(m_trees):
+            tree = [(random_steps(rng, vocab, []), 0)]
+            for _ in range(iterations):
+                for _ in range(expansions):
+                    steps, _ = rng.choice(tree)
+                    node = rng.randrange(0, len(steps))  # keep the first `node` steps (0: only the prompt)
+                    tree.append((random_steps(rng, vocab, steps[:node]), node))
+            for steps, shared in tree:
+                reward = float(rng.random() < 0.5)
+                leaves.append(
+                    Trajectory(f"p{p}", f"g{p}", prompt, steps, score=reward, reward=reward, tree_id=f"g{p}-t{m}")
+                )
+                leaves[-1].shared_steps = shared
+    return leaves
+
+
+def chains(group: int = 4, prompts: int = 3, vocab: int = 300, seed: int = 1) -> list[Trajectory]:
+    rng = random.Random(seed)
+    out = []
+    for p in range(prompts):
+        prompt = [1] + [rng.randrange(4, vocab) for _ in range(rng.randint(10, 20))]
+        for _ in range(group):
+            reward = float(rng.random() < 0.5)
+            out.append(Trajectory(f"p{p}", f"g{p}", prompt, random_steps(rng, vocab, []), score=reward, reward=reward))
+    return out
+
+
+def rms_norm_in_its_own_dtype(norm: torch.nn.Module):
+    """transformers' RMSNorm computes in float32 whatever the model's dtype, so its backward rounds gradients to
+    float32 and two correct orders of summing them differ by ~1e-8; in float64 throughout they agree to ~1e-15."""
+
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        return norm.weight * hidden * torch.rsqrt(variance + norm.variance_epsilon)
+
+    return forward
+
+
+@pytest.fixture()
+def model64(tiny_model):
+    for module in tiny_model.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            module.forward = rms_norm_in_its_own_dtype(module)
+    return tiny_model.double().train()
+
+
+def config(*overrides: str):
+    return build_config([{"task": "arith-python"}], [*TINY_OVERRIDES, "train.max_grad_norm=1e9", *overrides])
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def update(model, trajs, shared: str, *overrides: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The parameter change of one RL step (SGD, lr 1: minus the gradient) and its metrics."""
+    policy, ref = copy.deepcopy(model), copy.deepcopy(model).eval()
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    cfg = config(f"train.shared_prefix={shared}", "algo.kl_coef=0.05", *overrides)
+    metrics = rl_step(policy, ref, torch.optim.SGD(policy.parameters(), lr=1.0), trajs, cfg, PAD, torch.Generator())
+    return {name: p.detach() - before[name] for name, p in policy.named_parameters()}, metrics
+
+
+CASES = {
+    "tree-2,2,1": (lambda: trees((2, 2, 1)), ["rollout.sampler=tree", "algo.advantage=tree_grpo"]),
+    "tree-2,4,2": (lambda: trees((2, 4, 2)), ["rollout.sampler=tree", "algo.advantage=tree_grpo"]),
+    "chain-G4": (lambda: chains(), ["algo.advantage=grpo"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_packed_log_probs_equal_per_trajectory_ones(model64, case):
+    trajs = CASES[case][0]()
+    batch = collate(trajs, PAD)
+    groups = pack_groups(trajs, config(), model64)
+    assert groups is not None
+    with torch.no_grad():
+        alone = batched_logprobs(model64, batch, 16384)
+        packed = batched_logprobs(model64, batch, 16384, groups=groups)
+    assert alone.dtype == torch.float64
+    mask = batch.token_turn >= 0
+    assert relative_error(packed[mask], alone[mask]) <= 1e-12
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"])
+@pytest.mark.parametrize("case", CASES)
+def test_a_packed_rl_step_makes_the_per_trajectory_update(model64, case, agg):
+    make, overrides = CASES[case]
+    trajs = make()
+    alone, alone_metrics = update(model64, trajs, "off", f"algo.loss_agg={agg}", *overrides)
+    shared, metrics = update(model64, trajs, "auto", f"algo.loss_agg={agg}", *overrides)
+    for name in alone:
+        assert relative_error(shared[name], alone[name]) <= 1e-6, name  # measured ~1e-14
+    assert alone_metrics["forward_tokens"] == alone_metrics["context_tokens"]
+    assert metrics["forward_tokens"] == distinct_prefixes(trajs) < metrics["context_tokens"]
+    assert metrics["loss"] == pytest.approx(alone_metrics["loss"], rel=1e-9)
+
+
+def distinct_prefixes(trajs: list[Trajectory]) -> int:
+    """Tokens a prompt's trajectories hold once shared prefixes are merged, counted by brute force."""
+    return len({(t.group_id, tuple(t.context_ids[: k + 1])) for t in trajs for k in range(len(t.context_ids))})
+
+
+@pytest.mark.parametrize("split", ["minibatches", "micro-batches"])
+def test_split_minibatches_and_packs_split_by_the_token_budget_still_make_the_same_update(model64, split):
+    trajs = trees((2, 4, 2))
+    knobs = ["algo.minibatch_size=7"] if split == "minibatches" else ["train.micro_batch_tokens=96"]
+    alone, _ = update(
+        model64, trajs, "off", "rollout.sampler=tree", "algo.advantage=tree_grpo", "algo.ppo_epochs=2", *knobs
+    )
+    shared, metrics = update(
+        model64, trajs, "auto", "rollout.sampler=tree", "algo.advantage=tree_grpo", "algo.ppo_epochs=2", *knobs
+    )
+    for name in alone:
+        assert relative_error(shared[name], alone[name]) <= 1e-6, name  # measured ~1e-14
+    assert metrics["forward_tokens"] < metrics["context_tokens"]
+
+
+def test_eager_attention_takes_the_mask_as_scores_and_agrees(model64):
+    trajs = trees((2, 2, 1))
+    batch = collate(trajs, PAD)
+    model64.set_attn_implementation("eager")
+    groups = pack_groups(trajs, config(), model64)
+    with torch.no_grad():
+        alone = batched_logprobs(model64, batch, 16384)
+        packed = batched_logprobs(model64, batch, 16384, groups=groups)
+    mask = batch.token_turn >= 0
+    assert relative_error(packed[mask], alone[mask]) <= 1e-8  # eager's softmax is float32 (a pack's rows are longer)
+
+
+def test_micro_batches_keep_a_prompt_whole_where_it_fits_and_split_it_where_not():
+    trajs = trees((2, 4, 2), prompts=3)
+    batch = collate(trajs, PAD)
+    groups = [int(t.group_id[1:]) for t in trajs]
+    rows = torch.arange(len(trajs))
+
+    def packs(max_tokens: int) -> list[set[int]]:
+        """The rows of each pack, over all micro-batches (each row in exactly one)."""
+        plan = micro_batches(batch, rows, max_tokens, groups)
+        assert sorted(r for micro, _ in plan for r in micro.tolist()) == list(range(len(trajs)))
+        out: dict[tuple[int, int], set[int]] = {}
+        for i, (micro, packed) in enumerate(plan):
+            assert packed.input_ids.numel() <= max_tokens or packed.input_ids.shape[0] == 1
+            for row, p in zip(micro.tolist(), packed.pack.squeeze(1).tolist(), strict=True):
+                out.setdefault((i, p), set()).add(row)
+        return list(out.values())
+
+    whole = packs(16384)
+    assert sorted(map(sorted, whole)) == [[r for r in range(len(trajs)) if groups[r] == g] for g in range(3)]
+    tight = packs(96)
+    assert len(tight) > 3 and all(len({groups[r] for r in pack}) == 1 for pack in tight)
+
+
+def test_the_prefix_tree_merges_common_prefixes_only():
+    tree = PrefixTree()
+    assert tree.add([5, 6, 7]) == [0, 1, 2]
+    assert tree.new_nodes([5, 6, 8, 9]) == 2 and tree.new_nodes([5, 6]) == 0
+    assert tree.add([5, 6, 8, 9]) == [0, 1, 3, 4]
+    assert tree.add([6]) == [5]  # same token, other position: a node of its own
+    assert (tree.tokens, tree.depth, tree.parent) == ([5, 6, 7, 8, 9, 6], [0, 1, 2, 2, 3, 0], [-1, 0, 1, 1, 3, -1])
+
+
+def test_models_whose_attention_ignores_a_custom_mask_train_each_trajectory_alone(model64):
+    def model(**config):
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa", **config))
+
+    assert packing_unsupported(model()) is None
+    assert packing_unsupported(model(sliding_window=4096, use_sliding_window=False)) is None
+    assert "sliding-window" in packing_unsupported(model(sliding_window=4096))
+    flash = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    assert "ignores a custom mask" in packing_unsupported(flash)
+    assert pack_groups(chains(), config(), flash) is None
+    assert pack_groups(chains(), config("train.shared_prefix=off"), model64) is None
