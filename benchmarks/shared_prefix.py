@@ -17,19 +17,16 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-from contextlib import ExitStack
 
 import torch
 from rich.console import Console
 from rich.table import Table
 from timing import median_time
+from tree_sampling import sampling_loop, with_rollout
 
 from agentrl.config import build_config
-from agentrl.engines import HFEngine, SamplingParams
 from agentrl.models.loading import load_pretrained
-from agentrl.rollout.chain import AgentLoop
 from agentrl.tasks import load_task
-from agentrl.tools import build_tools
 from agentrl.train.rundir import RunDir
 from agentrl.train.trainer import rl_step, sample, train
 from agentrl.trajectory import Trajectory
@@ -49,13 +46,8 @@ def sft_model(task, overrides: list[str], runs_dir: str) -> RunDir:
 def sampled(task, cfg, model, tokenizer, sampler: str) -> list[Trajectory]:
     """One step's trajectories of `sampler` (tree or chain) from `model`."""
     problems = task.problems("train", cfg.rollout.prompts_per_step, seed=1)
-    shaped = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"sampler": sampler})})
-    with ExitStack() as stack:
-        loop = AgentLoop(task, tokenizer, build_tools(task, cfg, stack), cfg.rollout, cfg.model.max_length)
-        stack.callback(loop.pool.shutdown)
-        engine = HFEngine(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, cfg.model.max_length, seed=1)
-        policy = loop.model_policy(engine, SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature))
-        trajs, _ = sample(loop, problems, policy, shaped, step=1)
+    with sampling_loop(task, cfg, model, tokenizer) as (loop, policy):
+        trajs, _ = sample(loop, problems, policy, with_rollout(cfg, sampler=sampler), step=1)
     return trajs
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from agentrl.config import TrainConfig
-from agentrl.train.packing import PackedInputs, packed_micro_batches
+from agentrl.train.packing import PackedInputs, group_packs, packed_micro_batches
 from agentrl.trajectory import Trajectory
 
 
@@ -110,10 +110,13 @@ def micro_batches(
     batch: TokenBatch, rows: torch.Tensor, max_tokens: int, groups: Sequence[int] | None = None
 ) -> list[MicroBatch]:
     """`rows` in micro-batches of at most `max_tokens` padded tokens: rows of similar length together, or with
-    `groups` (a group id per row of the batch) each group's rows packed, their shared prefixes computed once."""
-    if groups is None:
-        return [(micro, None) for micro in batch.micro_batches(rows, max_tokens)]
-    return packed_micro_batches(batch, rows, groups, max_tokens)
+    `groups` (a group id per row of the batch) each group's rows packed, their shared prefixes computed once
+    (rows that share too little to pack run as without `groups`)."""
+    if groups is not None:
+        packs = group_packs(batch, rows, groups, max_tokens)
+        if any(len(members) > 1 for members, _ in packs):
+            return packed_micro_batches(batch, packs, max_tokens)
+    return [(micro, None) for micro in batch.micro_batches(rows, max_tokens)]
 
 
 def batched_logprobs(

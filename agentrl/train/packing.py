@@ -128,34 +128,43 @@ def pack(batch: TokenBatch, pack_of_row: Sequence[int]) -> PackedInputs:
     )
 
 
+MIN_SHARED = 0.25
+"""A trajectory joins a pack only if at least this share of its tokens are already in it: attention over a pack
+grows with the square of its length, so a pack of trajectories that share little costs more than running them
+alone."""
+
+
 def group_packs(
     batch: TokenBatch, rows: torch.Tensor, groups: Sequence[int], max_tokens: int
 ) -> list[tuple[list[int], int]]:
-    """`rows` as packs: the rows of one group (one prompt's trajectories) together, split where a pack would pass
-    `max_tokens` (at most MAX_PACK_TOKENS) tokens. Each pack as (its row indices, its tokens)."""
+    """`rows` as packs: each row joins the pack of its group (one prompt's trajectories) that already holds most of
+    its tokens, if that is at least MIN_SHARED of them and the pack stays within `max_tokens` (at most
+    MAX_PACK_TOKENS); else it starts a pack. Each pack as (its row indices, its tokens)."""
     limit = min(max_tokens, MAX_PACK_TOKENS)
     packs: list[tuple[PrefixTree, list[int]]] = []
-    open_pack: dict[int, int] = {}
+    of_group: dict[int, list[int]] = {}
     for row in rows.tolist():
         tokens = _context(batch, row)
-        current = open_pack.get(groups[row])
-        if current is None or len(packs[current][0]) + packs[current][0].new_nodes(tokens) > limit:
-            open_pack[groups[row]] = current = len(packs)
+        candidates = [(packs[i][0].new_nodes(tokens), i) for i in of_group.get(groups[row], [])]
+        fitting = [(new, i) for new, i in candidates if len(packs[i][0]) + new <= limit]
+        new, best = min(fitting, default=(len(tokens), None))
+        if best is None or new > (1 - MIN_SHARED) * len(tokens):
+            best = len(packs)
             packs.append((PrefixTree(), []))
-        packs[current][0].add(tokens)
-        packs[current][1].append(row)
+            of_group.setdefault(groups[row], []).append(best)
+        packs[best][0].add(tokens)
+        packs[best][1].append(row)
     return [(members, len(tree)) for tree, members in packs]
 
 
 def packed_micro_batches(
-    batch: TokenBatch, rows: torch.Tensor, groups: Sequence[int], max_tokens: int
+    batch: TokenBatch, packs: list[tuple[list[int], int]], max_tokens: int
 ) -> list[tuple[torch.Tensor, PackedInputs]]:
-    """`rows` as micro-batches of whole packs, each at most `max_tokens` padded pack tokens (or one pack): the rows
-    of each (indices into `batch`) and their packed inputs (over `batch.select(rows).trim()`)."""
-    packs = sorted(group_packs(batch, rows, groups, max_tokens), key=lambda p: -p[1])
+    """`packs` (from group_packs) batched by size into micro-batches of at most `max_tokens` padded pack tokens (or
+    one pack): the rows of each (indices into `batch`) and their packed inputs (over `batch.select(rows).trim()`)."""
     micro: list[list[list[int]]] = [[]]
     width = 0
-    for members, size in packs:
+    for members, size in sorted(packs, key=lambda p: -p[1]):
         if micro[-1] and (len(micro[-1]) + 1) * width > max_tokens:
             micro.append([])
         if not micro[-1]:
@@ -163,7 +172,7 @@ def packed_micro_batches(
         micro[-1].append(members)
     out = []
     for packs_of in micro:
-        selected = torch.tensor([row for members in packs_of for row in members], device=rows.device)
+        rows = torch.tensor([row for members in packs_of for row in members], device=batch.input_ids.device)
         pack_of_row = [j for j, members in enumerate(packs_of) for _ in members]
-        out.append((selected, pack(batch.select(selected).trim(), pack_of_row)))
+        out.append((rows, pack(batch.select(rows).trim(), pack_of_row)))
     return out

@@ -14,7 +14,7 @@ import torch
 
 from agentrl.config import build_config
 from agentrl.train.batch import batched_logprobs, collate, micro_batches
-from agentrl.train.packing import PrefixTree, packing_unsupported
+from agentrl.train.packing import PrefixTree, group_packs, packing_unsupported
 from agentrl.train.trainer import pack_groups, rl_step
 from agentrl.trajectory import Step, Trajectory
 from tests.conftest import TINY_OVERRIDES
@@ -44,7 +44,7 @@ def trees(shape: tuple[int, int, int], prompts: int = 2, vocab: int = 300, seed:
     rng = random.Random(seed)
     leaves = []
     for p in range(prompts):
-        prompt = [1] + [rng.randrange(4, vocab) for _ in range(rng.randint(6, 12))]
+        prompt = [1] + [rng.randrange(4, vocab) for _ in range(rng.randint(20, 30))]  # >= 25% of any leaf
         for m in range(m_trees):
             tree = [(random_steps(rng, vocab, []), 0)]
             for _ in range(iterations):
@@ -139,7 +139,7 @@ def test_a_packed_rl_step_makes_the_per_trajectory_update(model64, case, agg):
     for name in alone:
         assert relative_error(shared[name], alone[name]) <= 1e-6, name  # measured ~1e-14
     assert alone_metrics["forward_tokens"] == alone_metrics["context_tokens"]
-    assert metrics["forward_tokens"] == distinct_prefixes(trajs) < metrics["context_tokens"]
+    assert metrics["forward_tokens"] == distinct_prefixes(trajs) < metrics["context_tokens"]  # one pack a prompt
     assert metrics["loss"] == pytest.approx(alone_metrics["loss"], rel=1e-9)
 
 
@@ -196,6 +196,28 @@ def test_micro_batches_keep_a_prompt_whole_where_it_fits_and_split_it_where_not(
     assert sorted(map(sorted, whole)) == [[r for r in range(len(trajs)) if groups[r] == g] for g in range(3)]
     tight = packs(96)
     assert len(tight) > 3 and all(len({groups[r] for r in pack}) == 1 for pack in tight)
+
+
+def test_a_trajectory_joins_the_pack_holding_most_of_its_tokens_if_it_shares_enough():
+    prompt = list(range(10, 30))  # 20 tokens
+    answer = [Step([5, 6, 7, 8], [-1.0] * 4, "", "answer")]
+
+    def row(prompt_ids: list[int], group: str = "g") -> Trajectory:
+        return Trajectory("p", group, prompt_ids, answer)
+
+    long_tail = Step(list(range(100, 160)), [-1.0] * 60, "", "answer")  # shares 20 of 80 tokens: 25%
+    trajs = [
+        row(prompt),
+        row(prompt[:15] + [99] * 5),  # 15 of 24 shared with row 0: joins
+        Trajectory("p", "g", prompt, [long_tail]),  # 20 of 80: exactly 25%, joins
+        Trajectory("p", "g", prompt[:19], [long_tail]),  # 19 of 79: starts a pack of its own
+        row(prompt, group="h"),  # another prompt's group: never packed with g
+    ]
+    batch = collate(trajs, PAD)
+    packs = group_packs(batch, torch.arange(len(trajs)), [0, 0, 0, 0, 1], 16384)
+    assert [members for members, _ in packs] == [[0, 1, 2], [3], [4]]
+    assert [size for _, size in packs] == [24 + 9 + 60, 79, 24]
+    assert micro_batches(batch, torch.tensor([3, 4]), 16384, [0, 0, 0, 0, 1])[0][1] is None  # nothing shared
 
 
 def test_the_prefix_tree_merges_common_prefixes_only():
