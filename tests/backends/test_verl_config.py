@@ -76,6 +76,12 @@ def test_tree_sampling_asks_verl_for_every_kept_leaf():
         overrides(*tree, "rollout.tree.keep=5")
 
 
+def test_a_token_or_seconds_budget_is_refused_on_verl():
+    for budget in ("train.max_sampled_tokens=1000", "train.max_rl_seconds=60"):
+        with pytest.raises(AgentRLError, match="verl runs a fixed train.steps"):
+            overrides(budget)
+
+
 def test_ppo_mini_batches_count_prompts_in_verl():
     # agentrl: 32 trajectories per update; verl: prompts, here 32 / 8 samples = 4 -> the largest divisor of 6
     o = overrides("rollout.prompts_per_step=6", "rollout.group_size=8", "algo.minibatch_size=32")
