@@ -14,11 +14,12 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from agentrl.guard.checkers import CheckerContext, CheckerSettings, Finding, clip, register_checker
+from agentrl.guard.pyflow import Flow
+from agentrl.guard.urls import RELATIVE, canonical_host, url_target
 from agentrl.guard.view import StepView, render_arguments
 
 # --- python_ast ---------------------------------------------------------------------------------------------
@@ -41,7 +42,9 @@ DESTINATION_ARG = {  # call -> index of the path argument it writes to
     "os.truncate": 0,
 }
 OS_OPEN_WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"}
-DYNAMIC_CODE = {"exec", "eval", "compile", "builtins.exec", "builtins.eval"}
+DYNAMIC_CODE = {"exec", "eval", "compile"}
+OPEN_FUNCTIONS = {"open", "io.open", "codecs.open"}
+REFERENCES = (ast.Name, ast.Attribute, ast.Subscript, ast.Call)
 
 
 class PythonAstSettings(CheckerSettings):
@@ -50,12 +53,12 @@ class PythonAstSettings(CheckerSettings):
     argument: str = "code"
     """The argument that holds the code."""
     imports: list[str] = []
-    """Forbidden modules, submodules included: `socket` also forbids `from socket import x`, `__import__("socket")`
-    and `importlib.import_module("socket")`."""
+    """Forbidden modules, submodules included: `socket` also forbids `from socket import x`, `__import__("socket")`,
+    `importlib.import_module(name)` with `name = "socket"`, `sys.modules["socket"]` (see `pyflow`)."""
     calls: list[str] = []
-    """Forbidden functions by dotted name, resolved through import aliases (`import os as o; o.remove` is
-    os.remove); glob patterns allowed (`os.exec*`, `*.unlink` for the method on any object). A reference counts
-    as a call (`f = os.remove`)."""
+    """Forbidden functions by dotted name, resolved through the code's aliases (`import os as o; fs = o;
+    fs.remove` is os.remove, see `pyflow`); glob patterns allowed (`os.exec*`, `*.unlink` for the method on any
+    object). A reference counts as a call (`f = os.remove`)."""
     writes_outside_workdir: bool = False
     """Forbid writing files (open for w/a/x/+, Path.write_text, shutil.copy's destination, os.rename ...) at
     literal paths outside the working directory: absolute paths, `~`, or paths escaping with `..`."""
@@ -83,19 +86,21 @@ class PythonAstChecker:
         code = view.arguments.get(self.settings.argument)
         if not isinstance(code, str):
             return None
-        return self._scan(code, depth=0)
-
-    def _scan(self, code: str, depth: int) -> Finding | None:
         tree = _parse(code)
         if tree is None:  # code that does not parse does not run either
             return None
-        names = _Names(tree)
+        try:
+            return self._scan(tree, code, Flow(tree), depth=0)
+        except RecursionError:  # code that runs but is too deep to follow is refused, not let through
+            return Finding("code too deeply nested to check", clip(code))
+
+    def _scan(self, tree: ast.Module, code: str, flow: Flow, depth: int) -> Finding | None:
         for node in ast.walk(tree):
             finding = (
-                self._import(node, names, code)
-                or self._call(node, names, code)
-                or (self._write(node, names, code) if self.settings.writes_outside_workdir else None)
-                or self._dynamic(node, names, depth)
+                self._import(node, flow, code)
+                or self._call(node, flow, code)
+                or (self._write(node, flow, code) if self.settings.writes_outside_workdir else None)
+                or self._dynamic(node, flow, depth)
             )
             if finding is not None:
                 return finding
@@ -104,121 +109,61 @@ class PythonAstChecker:
     def _forbidden_module(self, module: str) -> str | None:
         return next((m for m in self.imports if module == m or module.startswith(m + ".")), None)
 
-    def _import(self, node: ast.AST, names: _Names, code: str) -> Finding | None:
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Call) and names.resolve(node.func) in ("__import__", "importlib.import_module"):
-            modules = [_constant_str(node.args[0])] if node.args and _constant_str(node.args[0]) else []
-        for module in modules:
+    def _import(self, node: ast.AST, flow: Flow, code: str) -> Finding | None:
+        if not self.imports:
+            return None
+        for module in flow.imported(node):
             if (forbidden := self._forbidden_module(module)) is not None:
                 return Finding(f"import of {forbidden}", _segment(code, node))
         return None
 
-    def _call(self, node: ast.AST, names: _Names, code: str) -> Finding | None:
-        if not self.calls:
+    def _call(self, node: ast.AST, flow: Flow, code: str) -> Finding | None:
+        """Any reference counts, not only a call: `f = os.remove`, `map(os.remove, paths)`."""
+        if not self.calls or not isinstance(node, REFERENCES):
             return None
-        if isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Load):
-            candidates = list(names.candidates(node))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Call):  # getattr(os, "remove")(path)
-            candidates = [names.resolve(node.func) or "?"]
-        else:
+        if not isinstance(node, ast.Call) and not isinstance(node.ctx, ast.Load):
             return None
-        for name in candidates:
+        for name in flow.names(node):
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.calls):
                 return Finding(f"call of {name.removeprefix('?.')}", _segment(code, node))
         return None
 
-    def _write(self, node: ast.AST, names: _Names, code: str) -> Finding | None:
+    def _write(self, node: ast.AST, flow: Flow, code: str) -> Finding | None:
         if not isinstance(node, ast.Call):
             return None
-        path = _written_path(node, names)
+        path = _written_path(node, flow)
         if path is not None and _outside(path, self.settings.workdir):
             return Finding(f"write outside the workdir ({path})", _segment(code, node))
         return None
 
-    def _dynamic(self, node: ast.AST, names: _Names, depth: int) -> Finding | None:
-        """`exec("import socket")`: the string is code too."""
-        if depth < 3 and isinstance(node, ast.Call) and names.resolve(node.func) in DYNAMIC_CODE and node.args:
-            inner = _constant_str(node.args[0])
-            if inner:
-                return self._scan(inner, depth + 1)
+    def _dynamic(self, node: ast.AST, flow: Flow, depth: int) -> Finding | None:
+        """`exec("import socket")`, `exec(code)` with `code = "..."`: the string is code too, and its names are
+        those of the code around the call."""
+        if depth >= 3 or not isinstance(node, ast.Call) or not node.args:
+            return None
+        if not set(flow.names(node.func)) & DYNAMIC_CODE:
+            return None
+        for text in flow.texts(node.args[0]):
+            tree = _parse_fresh(text)
+            if tree is not None:
+                flow.add_code(tree, node)
+                if (finding := self._scan(tree, text, flow, depth + 1)) is not None:
+                    return finding
         return None
 
 
-@lru_cache(maxsize=256)
-def _parse(code: str) -> ast.Module | None:
-    """Parsed once per distinct code string: every AST policy of a call shares the parse."""
+def _parse_fresh(code: str) -> ast.Module | None:
+    """A tree of its own: a flow knows nodes by identity, so the same string run twice needs two."""
     try:
         return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
-class _Names:
-    """Import aliases of a module: `o` -> os, `rm` -> os.remove, and star-imported modules."""
-
-    def __init__(self, tree: ast.Module):
-        self.aliases: dict[str, str] = {}
-        self.star: list[str] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.asname:
-                        self.aliases[a.asname] = a.name
-                    else:
-                        root = a.name.split(".")[0]
-                        self.aliases[root] = root
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for a in node.names:
-                    if a.name == "*":
-                        self.star.append(node.module)
-                    else:
-                        self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                value = _module_value(node.value, self)
-                if value is not None:  # sock = __import__("socket"); f = os.remove
-                    self.aliases[node.targets[0].id] = value
-
-    def resolve(self, node: ast.AST) -> str | None:
-        """Dotted name of an expression (`o.path.join` -> os.path.join); `?.attr` for an unknown receiver."""
-        if isinstance(node, ast.Name):
-            return self.aliases.get(node.id, node.id)
-        if isinstance(node, ast.Attribute):
-            base = self.resolve(node.value)
-            return f"{base or '?'}.{node.attr}"
-        if isinstance(node, ast.Call):
-            func = self.resolve(node.func)
-            if func == "getattr" and len(node.args) >= 2 and (attr := _constant_str(node.args[1])):
-                return f"{self.resolve(node.args[0]) or '?'}.{attr}"
-            module = _module_value(node, self)
-            return module if module is not None else "?"
-        return None
-
-    def candidates(self, node: ast.Name | ast.Attribute) -> Iterator[str]:
-        name = self.resolve(node)
-        if name is None:
-            return
-        yield name
-        if isinstance(node, ast.Name) and node.id not in self.aliases:
-            for module in self.star:
-                yield f"{module}.{node.id}"
-
-
-def _module_value(node: ast.AST, names: _Names) -> str | None:
-    """The module or function an expression stands for, when it is a dynamic import or a dotted reference."""
-    if isinstance(node, ast.Call) and node.args:
-        func = names.resolve(node.func) if isinstance(node.func, ast.Name | ast.Attribute) else None
-        if func in ("__import__", "importlib.import_module"):
-            return _constant_str(node.args[0])
-        if func == "getattr" and len(node.args) >= 2 and (attr := _constant_str(node.args[1])):
-            base = names.resolve(node.args[0])
-            return f"{base}.{attr}" if base else None
-    if isinstance(node, ast.Attribute):
-        return names.resolve(node)
-    return None
+@lru_cache(maxsize=256)
+def _parse(code: str) -> ast.Module | None:
+    """Parsed once per distinct code string: every AST policy of a call shares the parse."""
+    return _parse_fresh(code)
 
 
 def _constant_str(node: ast.AST | None) -> str | None:
@@ -254,22 +199,22 @@ def _argument(node: ast.Call, index: int, keyword: str) -> ast.AST | None:
     return next((k.value for k in node.keywords if k.arg == keyword), None)
 
 
-def _written_path(node: ast.Call, names: _Names) -> str | None:
+def _written_path(node: ast.Call, flow: Flow) -> str | None:
     """The literal path a call writes to, if it writes and the path's start is literal."""
-    func = names.resolve(node.func) or ""
-    if func in ("open", "io.open", "builtins.open", "codecs.open"):
+    funcs = set(flow.names(node.func))
+    if funcs & OPEN_FUNCTIONS:
         mode = _constant_str(_argument(node, 1, "mode")) or "r"
         return _leading_str(_argument(node, 0, "file")) if WRITE_MODE.search(mode) else None
-    if func == "os.open":
+    if "os.open" in funcs:
         flags = _argument(node, 1, "flags")
         written = {n.attr for n in ast.walk(flags) if isinstance(n, ast.Attribute)} if flags else set()
         return _leading_str(_argument(node, 0, "path")) if written & OS_OPEN_WRITE_FLAGS else None
-    if func in DESTINATION_ARG:
+    if (func := next((f for f in sorted(funcs) if f in DESTINATION_ARG), None)) is not None:
         return _leading_str(_argument(node, DESTINATION_ARG[func], "dst"))
     if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call | ast.BinOp):
         receiver = node.func.value
-        ctor = names.resolve(receiver.func) if isinstance(receiver, ast.Call) else None
-        path_like = ctor in PATH_CONSTRUCTORS or isinstance(receiver, ast.BinOp)
+        constructors = set(flow.names(receiver.func)) if isinstance(receiver, ast.Call) else set()
+        path_like = bool(constructors & PATH_CONSTRUCTORS) or isinstance(receiver, ast.BinOp)
         if path_like and node.func.attr in PATH_WRITERS:
             return _leading_str(receiver)
         if path_like and node.func.attr == "open":
@@ -306,20 +251,33 @@ class UrlAllowlistSettings(CheckerSettings):
     allow_relative: bool = True
     """Relative URLs (`/cart`) stay on the current site and are allowed."""
 
+    @field_validator("allow")
+    @classmethod
+    def _canonical_hosts(cls, value: list[str]) -> list[str]:
+        """Hosts as the URL parser writes them, so that `Bücher.example` matches `xn--bcher-kva.example`."""
+        hosts = []
+        for entry in value:
+            host = canonical_host(entry.removeprefix("*."))
+            if host is None:
+                raise ValueError(f"{entry!r} is not a host")
+            hosts.append(f"*.{host}" if entry.startswith("*.") else host)
+        return hosts
+
     def referenced_tools(self) -> list[str]:
         return list(self.tools)
 
 
 @register_checker("url_allowlist")
 class UrlAllowlistChecker:
-    """The URL argument of a browser call must point to an allowed host, parsed as a browser parses it."""
+    """The URL argument of a browser call must point to an allowed host, parsed as a browser parses it (WHATWG);
+    a URL that does not parse is refused."""
 
     Settings = UrlAllowlistSettings
 
     def __init__(self, settings: UrlAllowlistSettings, context: CheckerContext):
         self.settings = settings
         self.tools = set(settings.tools)
-        self.allow = [h.lower().rstrip(".") for h in settings.allow]
+        self.schemes = {s.lower().removesuffix(":") for s in settings.schemes}
 
     def check(self, view: StepView) -> Finding | None:
         if view.phase != "pre" or view.tool not in self.tools:
@@ -327,33 +285,22 @@ class UrlAllowlistChecker:
         url = view.arguments.get(self.settings.argument)
         if not isinstance(url, str):
             return None
-        problem = self._problem(url.strip())
+        problem = self._problem(url)
         return Finding(problem, clip(url)) if problem else None
 
     def _problem(self, url: str) -> str | None:
-        url = url.replace("\\", "/")
-        if _looks_like_host_port(url):  # "localhost:8000/x" would parse with scheme "localhost"
-            url = "//" + url
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme and scheme not in self.settings.schemes:
-            return f"scheme {scheme}: is not allowed"
-        host = parts.hostname
-        if host is None and not scheme:
-            if url.startswith(("/", "?", "#", ".")) or not url:
-                return None if self.settings.allow_relative else "relative URL is not allowed"
-            host = urlsplit("//" + url).hostname  # "evil.com/x", as typed into an address bar
-        if host is None:
+        target = url_target(url)
+        if target is None:
+            return f"URL {url!r} does not parse"
+        if target == RELATIVE:
+            return None if self.settings.allow_relative else "relative URL is not allowed"
+        if target.scheme and target.scheme not in self.schemes:
+            return f"scheme {target.scheme}: is not allowed"
+        if target.host is None:
             return f"URL {url!r} has no host"
-        host = host.rstrip(".")
-        if any(host == a or (a.startswith("*.") and host.endswith(a[1:])) for a in self.allow):
+        if any(target.host == a or (a.startswith("*.") and target.host.endswith(a[1:])) for a in self.settings.allow):
             return None
-        return f"host {host} is not allowed"
-
-
-def _looks_like_host_port(url: str) -> bool:
-    """`localhost:8000/x` parses with scheme "localhost"; it is a host and port."""
-    return re.match(r"^[\w.-]+:\d+(/|$)", url) is not None
+        return f"host {target.host} is not allowed"
 
 
 # --- regex -------------------------------------------------------------------------------------------------

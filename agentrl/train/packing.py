@@ -30,7 +30,6 @@ class PrefixTree:
     def __init__(self) -> None:
         self.tokens: list[int] = []
         self.depth: list[int] = []
-        self.parent: list[int] = []
         self._child: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
@@ -55,7 +54,6 @@ class PrefixTree:
                 self._child[(node, token)] = child
                 self.tokens.append(token)
                 self.depth.append(len(path))
-                self.parent.append(node)
             node = child
             path.append(node)
         return path

@@ -8,6 +8,7 @@ import pytest
 
 from agentrl.errors import AgentRLError
 from agentrl.sweep.spec import SweepSpec, build_spec, parse_grid, split_values
+from agentrl.tasks import task_config
 
 
 def test_the_grid_expands_to_its_cross_product_in_order_with_readable_names():
@@ -100,7 +101,16 @@ def test_a_task_given_with_a_spec_runs_that_spec_on_it_in_a_folder_of_its_own(tm
     assert (spec.name, spec.task) == ("algos-code-tests", "code-tests")
 
 
-def test_the_bundled_algorithms_sweep_is_a_valid_spec():
-    spec = build_spec(Path(__file__).parents[2] / "sweeps" / "algorithms.yaml", None, [], [])
+SWEEPS = Path(__file__).parents[2] / "sweeps"
+
+
+def test_the_repository_sweeps_are_valid_specs():
+    spec = build_spec(SWEEPS / "algorithms.yaml", None, [], [])
     assert [p.label for p in spec.grid_points()] == ["grpo", "rloo", "gtpo", "grpo+aspo", "tree-grpo"]
     assert (spec.match, spec.baseline_point().label, spec.seeds) == ("tokens", "grpo", 3)
+    spec = build_spec(SWEEPS / "tree-vs-chain.yaml", None, [], [])
+    assert [p.label for p in spec.grid_points()] == ["chain", "tree"] and spec.task == "code-tests"
+    for path in SWEEPS.glob("*.yaml"):  # every point's config validates on its task
+        spec = build_spec(path, None, [], [])
+        for point in spec.grid_points():
+            task_config(spec.task, None, [*spec.sets, *point.overrides])

@@ -226,7 +226,7 @@ def test_the_prefix_tree_merges_common_prefixes_only():
     assert tree.new_nodes([5, 6, 8, 9]) == 2 and tree.new_nodes([5, 6]) == 0
     assert tree.add([5, 6, 8, 9]) == [0, 1, 3, 4]
     assert tree.add([6]) == [5]  # same token, other position: a node of its own
-    assert (tree.tokens, tree.depth, tree.parent) == ([5, 6, 7, 8, 9, 6], [0, 1, 2, 2, 3, 0], [-1, 0, 1, 1, 3, -1])
+    assert (tree.tokens, tree.depth) == ([5, 6, 7, 8, 9, 6], [0, 1, 2, 2, 3, 0])
 
 
 def test_models_whose_attention_ignores_a_custom_mask_train_each_trajectory_alone(model64):
