@@ -106,7 +106,7 @@ SWEEPS = Path(__file__).parents[2] / "sweeps"
 
 def test_the_repository_sweeps_are_valid_specs():
     spec = build_spec(SWEEPS / "algorithms.yaml", None, [], [])
-    assert [p.label for p in spec.grid_points()] == ["grpo", "rloo", "gtpo", "grpo+aspo", "tree-grpo"]
+    assert [p.label for p in spec.grid_points()] == ["grpo", "tree-grpo", "gtpo", "grpo+aspo", "rloo"]
     assert (spec.match, spec.baseline_point().label, spec.seeds) == ("tokens", "grpo", 3)
     spec = build_spec(SWEEPS / "tree-vs-chain.yaml", None, [], [])
     assert [p.label for p in spec.grid_points()] == ["chain", "tree"] and spec.task == "code-tests"
