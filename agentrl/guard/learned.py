@@ -5,6 +5,8 @@ one CPU core): words and word shapes of the prefix, each crossed with the policy
 says "this policy's words together with this trajectory's words mean a violation"; plus a few generic relations
 between the two (an amount in the trajectory above the largest number in the policy, more calls of a tool than
 the policy allows, an outside host, an absolute path, a secret-shaped string). `agentrl guard train` fits it.
+`agentrl guard train --encoder minilm` fits the encoder model instead (agentrl.guard.encoder): a sentence encoder
+reads the policy, so that new wordings of a trained policy keep its weights. The saved folder names its kind.
 
 Any local `transformers` sequence-classification directory can be used instead: it gets (policy, prefix) as a
 text pair; its violation probability is the label named "violation" in its config, else the last label.
@@ -121,6 +123,13 @@ def _text_features(text: str) -> tuple[np.ndarray, tuple[float, ...], int, tuple
     amounts = tuple(a for line in lines for a in line.amounts)
     hashed = np.asarray([_h(f) for f in feats], dtype=np.uint64)
     return hashed, amounts, max(calls.values(), default=0), newest
+
+
+def forget_trajectories() -> None:
+    """Empty the caches of lines and prefixes read (not of policies): what a new trajectory costs is measured
+    from here."""
+    _line.cache_clear()
+    _text_features.cache_clear()
 
 
 def trajectory_features(text: str, policy_numbers: tuple[float, ...]) -> np.ndarray:
@@ -262,6 +271,10 @@ def load_scorer(path: str | Path) -> Scorer:
         info = json.loads((path / MODEL_FILE).read_text())
         if info.get("kind") == "hashed-logistic":
             return HashedScorer.load(path)
+        if info.get("kind") == "sentence-encoder":
+            from agentrl.guard.encoder import EncoderScorer
+
+            return EncoderScorer.load(path)
         return TransformersScorer(path, threshold=info.get("threshold", 0.5))
     if (path / "config.json").is_file():
         return TransformersScorer(path)

@@ -119,13 +119,12 @@ def micro_batches(
     return [(micro, None) for micro in batch.micro_batches(rows, max_tokens)]
 
 
-def batched_logprobs(
-    model, batch: TokenBatch, max_tokens: int, chunk_mib: float = CHUNK_MIB, groups: Sequence[int] | None = None
-) -> torch.Tensor:
-    """`token_logprobs` of the whole batch ([B, T], no gradient), computed in micro-batches (see micro_batches)."""
+def batched_logprobs(model, batch: TokenBatch, plan: list[MicroBatch], chunk_mib: float = CHUNK_MIB) -> torch.Tensor:
+    """`token_logprobs` of the whole batch ([B, T], no gradient), computed micro-batch by micro-batch of `plan`
+    (micro_batches of every row)."""
     out = torch.zeros_like(batch.sampling_logprobs)
     with torch.no_grad():
-        for rows, packed in micro_batches(batch, torch.arange(len(out), device=out.device), max_tokens, groups):
+        for rows, packed in plan:
             logp = token_logprobs(model, batch.select(rows).trim(), chunk_mib=chunk_mib, packed=packed)
             out = out.to(logp.dtype)  # float64 from a float64 model
             out[rows, : logp.shape[1]] = logp
@@ -145,8 +144,8 @@ def _rows_per_chunk(chunk_mib: float, vocab: int) -> int:
 def _response_states(
     model, batch: TokenBatch, chunk_mib: float, packed: PackedInputs | None
 ) -> tuple[torch.Tensor, Callable, int]:
-    """The states that predict each response token ([B, T, D]), the function that maps them to logits, and the
-    vocabulary size; computed on the rows' packs if `packed` is given.
+    """The states that predict each response token ([B, T, D]; with `packed`, those of every pack position,
+    [P, N, D]), the function that maps them to logits, and the vocabulary size.
 
     When the logits of every position of the batch fit in one chunk, or the model's logits are more than its head
     (softcapping, scaling), they come from the model's own forward. Otherwise the states are the decoder's last
@@ -164,7 +163,7 @@ def _response_states(
         states, head = model(**inputs).logits, torch.nn.Identity()
         vocab = states.shape[-1]
     if packed is not None:
-        return states[packed.pack, packed.state_index], head, vocab
+        return states, head, vocab
     index = batch.target_index[..., None].expand(-1, -1, states.shape[-1])
     return states.gather(1, index), head, vocab
 
@@ -196,7 +195,13 @@ def token_logprobs(
     entropy and both gradients each make one."""
     states, head, vocab = _response_states(model, batch, chunk_mib, packed)
     shape = batch.response_ids.shape
-    states, targets = states.reshape(shape.numel(), -1), batch.response_ids.reshape(-1)
+    targets = batch.response_ids.reshape(-1)
+    if packed is None:
+        states, inverse = states.reshape(shape.numel(), -1), None
+    else:  # a (pack position, next token) pair that several rows hold is scored once
+        position = (packed.pack * states.shape[1] + packed.state_index).reshape(-1)
+        pairs, inverse = torch.unique(position * vocab + targets, return_inverse=True)
+        states, targets = states.reshape(-1, states.shape[-1])[pairs // vocab], pairs % vocab
     rows = _rows_per_chunk(chunk_mib, vocab)
     recompute = torch.is_grad_enabled() and states.requires_grad and len(targets) > rows
     outs = []
@@ -205,5 +210,8 @@ def token_logprobs(
             outs.append(checkpoint(_chunk_logprobs, head, chunk, chunk_targets, with_entropy, use_reentrant=False))
         else:
             outs.append(_chunk_logprobs(head, chunk, chunk_targets, with_entropy))
-    token_logp, *entropy = (torch.cat(parts).reshape(shape) for parts in zip(*outs, strict=True))
+    token_logp, *entropy = (
+        (torch.cat(parts) if inverse is None else torch.cat(parts)[inverse]).reshape(shape)
+        for parts in zip(*outs, strict=True)
+    )
     return (token_logp, entropy[0]) if with_entropy else token_logp

@@ -30,6 +30,7 @@ class PrefixTree:
     def __init__(self) -> None:
         self.tokens: list[int] = []
         self.depth: list[int] = []
+        self.parent: list[int] = []
         self._child: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
@@ -54,6 +55,7 @@ class PrefixTree:
                 self._child[(node, token)] = child
                 self.tokens.append(token)
                 self.depth.append(len(path))
+                self.parent.append(node)
             node = child
             path.append(node)
         return path
@@ -104,26 +106,35 @@ def pack(batch: TokenBatch, pack_of_row: Sequence[int]) -> PackedInputs:
     trees = [PrefixTree() for _ in range(max(pack_of_row) + 1)]
     paths = [trees[p].add(_context(batch, r)) for r, p in enumerate(pack_of_row)]
     width = max(len(t) for t in trees)
-    device = batch.input_ids.device
     input_ids = torch.zeros(len(trees), width, dtype=torch.long)
     position_ids = torch.full((len(trees), width), -1, dtype=torch.long)
-    allowed = torch.eye(width, dtype=torch.bool).repeat(len(trees), 1, 1)  # padding attends to itself: no empty row
+    parent = torch.full((len(trees), width), -1, dtype=torch.long)
     for p, tree in enumerate(trees):
         input_ids[p, : len(tree)] = torch.tensor(tree.tokens)
         position_ids[p, : len(tree)] = torch.tensor(tree.depth)
-    for path, p in zip(paths, pack_of_row, strict=True):
-        nodes = torch.tensor(path)
-        allowed[p, nodes[:, None], nodes[None, :]] |= torch.ones(len(path), len(path), dtype=torch.bool).tril()
+        parent[p, : len(tree)] = torch.tensor(tree.parent)
     node_of = torch.zeros(len(paths), batch.input_ids.shape[1], dtype=torch.long)
     for r, path in enumerate(paths):
         node_of[r, : len(path)] = torch.tensor(path)
+    device = batch.input_ids.device
     return PackedInputs(
         input_ids=input_ids.to(device),
         position_ids=position_ids.to(device),
-        allowed=allowed.to(device),
+        allowed=_ancestors(position_ids, parent).to(device),
         pack=torch.tensor(pack_of_row, device=device)[:, None],
         state_index=node_of.to(device).gather(1, batch.target_index),
     )
+
+
+def _ancestors(depth: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """[P, N, N] bool: node j is node i or one of its ancestors. Built depth by depth, a node's row being its
+    parent's plus itself; a padding position (depth -1) has only itself, so no query row is empty."""
+    packs, width = depth.shape
+    allowed = torch.eye(width, dtype=torch.bool).repeat(packs, 1, 1)
+    for level in range(1, int(depth.max()) + 1):
+        p, i = (depth == level).nonzero(as_tuple=True)
+        allowed[p, i] |= allowed[p, parent[p, i]]
+    return allowed
 
 
 MIN_SHARED = 0.25

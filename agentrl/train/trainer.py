@@ -98,8 +98,9 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     budget = cfg.train.micro_batch_tokens
     chunk = cfg.train.logits_chunk_mib
     groups = pack_groups(trajs, cfg, model)
-    old_logprobs = batched_logprobs(model, batch, budget, chunk, groups)
-    ref_logprobs = batched_logprobs(ref_model, batch, budget, chunk, groups) if ref_model is not None else None
+    whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups)
+    old_logprobs = batched_logprobs(model, batch, whole, chunk)
+    ref_logprobs = batched_logprobs(ref_model, batch, whole, chunk) if ref_model is not None else None
     # micro-batch weights in float64: packing partitions the rows differently, float32 weights would round apart
     per_row = (
         batch.response_mask.sum(1) if cfg.algo.loss_agg == "token-mean" else batch.response_mask.sum(1) > 0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from agentrl.config import build_config
-from agentrl.train.batch import batched_logprobs, collate, micro_batches
+from agentrl.train.batch import batched_logprobs, collate, micro_batches, token_logprobs
 from agentrl.train.packing import PrefixTree, group_packs, packing_unsupported
 from agentrl.train.trainer import pack_groups, rl_step
 from agentrl.trajectory import Step, Trajectory
@@ -122,8 +122,8 @@ def test_packed_log_probs_equal_per_trajectory_ones(model64, case):
     groups = pack_groups(trajs, config(), model64)
     assert groups is not None
     with torch.no_grad():
-        alone = batched_logprobs(model64, batch, 16384)
-        packed = batched_logprobs(model64, batch, 16384, groups=groups)
+        alone = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384))
+        packed = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384, groups))
     assert alone.dtype == torch.float64
     mask = batch.token_turn >= 0
     assert relative_error(packed[mask], alone[mask]) <= 1e-12
@@ -169,8 +169,8 @@ def test_eager_attention_takes_the_mask_as_scores_and_agrees(model64):
     model64.set_attn_implementation("eager")
     groups = pack_groups(trajs, config(), model64)
     with torch.no_grad():
-        alone = batched_logprobs(model64, batch, 16384)
-        packed = batched_logprobs(model64, batch, 16384, groups=groups)
+        alone = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384))
+        packed = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384, groups))
     mask = batch.token_turn >= 0
     assert relative_error(packed[mask], alone[mask]) <= 1e-8  # eager's softmax is float32 (a pack's rows are longer)
 
@@ -226,7 +226,7 @@ def test_the_prefix_tree_merges_common_prefixes_only():
     assert tree.new_nodes([5, 6, 8, 9]) == 2 and tree.new_nodes([5, 6]) == 0
     assert tree.add([5, 6, 8, 9]) == [0, 1, 3, 4]
     assert tree.add([6]) == [5]  # same token, other position: a node of its own
-    assert (tree.tokens, tree.depth) == ([5, 6, 7, 8, 9, 6], [0, 1, 2, 2, 3, 0])
+    assert (tree.tokens, tree.depth, tree.parent) == ([5, 6, 7, 8, 9, 6], [0, 1, 2, 2, 3, 0], [-1, 0, 1, 1, 3, -1])
 
 
 def test_models_whose_attention_ignores_a_custom_mask_train_each_trajectory_alone(model64):
@@ -240,3 +240,26 @@ def test_models_whose_attention_ignores_a_custom_mask_train_each_trajectory_alon
     assert "ignores a custom mask" in packing_unsupported(flash)
     assert pack_groups(chains(), config(), flash) is None
     assert pack_groups(chains(), config("train.shared_prefix=off"), model64) is None
+
+
+def test_packs_through_the_chunked_output_head_give_the_same_log_probs_and_gradients(model64):
+    trajs = trees((2, 2, 1))
+    batch = collate(trajs, PAD)
+    weights = torch.randn(batch.response_ids.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    groups = pack_groups(trajs, config(), model64)
+
+    def run(plan_groups) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model64.zero_grad(set_to_none=True)
+        out = torch.zeros(batch.response_ids.shape, dtype=torch.float64)
+        for rows, packed in micro_batches(batch, torch.arange(len(trajs)), 16384, plan_groups):
+            mb = batch.select(rows).trim()
+            logp = token_logprobs(model64, mb, chunk_mib=0.01, packed=packed)  # 8 positions a chunk, recomputed
+            (logp * weights[rows, : logp.shape[1]] * mb.response_mask).sum().backward()
+            out[rows, : logp.shape[1]] = logp.detach()
+        return out, {name: p.grad.clone() for name, p in model64.named_parameters()}
+
+    (alone, alone_grads), (packed, packed_grads) = run(None), run(groups)
+    mask = batch.token_turn >= 0
+    assert relative_error(packed[mask], alone[mask]) <= 1e-12
+    for name in alone_grads:
+        assert relative_error(packed_grads[name], alone_grads[name]) <= 1e-10, name
