@@ -14,7 +14,7 @@ VLLM_PIP ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm==0.32.0,torch==
 $(BIN)/agentrl: pyproject.toml
 	@scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,docs]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,docs,guard-encoder]'
 	@touch $@
 
 demo: $(BIN)/agentrl

@@ -185,11 +185,11 @@ def train_cmd(
     if encoder == "hashed":
         fit, threshold = fit_learned, "best F1 on held-out wordings"
     else:
-        from agentrl.guard.encoder import ENCODERS, fit_encoder, load_encoder
+        from agentrl.guard.encoder import ENCODERS, fit_encoder, weights_archive
 
         if encoder not in ENCODERS:
             raise AgentRLError(f"unknown encoder {encoder!r}: {', '.join(['hashed', *ENCODERS])}")
-        load_encoder(encoder)  # without the extra, fail before reading the benchmark
+        weights_archive(encoder)  # without the extra, fail before reading the benchmark
         fit, threshold = partial(fit_encoder, encoder=encoder), "the log-loss boundary"
     data = load_bench(bench or bundled_dir("evals", "guard"))
     start = time.perf_counter()
@@ -237,9 +237,8 @@ def eval_cmd(
             results["learned"] = evaluate_learned(data, split, fit_learned(data))
         for path in model or []:
             name = "learned" if len(model) == 1 else f"learned {path.name}"
-            results[name if name not in results else f"learned {path}"] = evaluate_learned(
-                data, split, load_scorer(path)
-            )
+            name = name if name not in results else f"learned {path}"  # two folders of one name
+            results[name] = evaluate_learned(data, split, load_scorer(path))
     table = Table("checker", "mode", "policy", "n", "accuracy", "precision", "recall", "F1", "macro F1", "ms/step",
                   "cpu ms/step", "cpu ms/check", title=f"guard benchmark, {split} split")  # fmt: skip
     for name, by_mode in results.items():

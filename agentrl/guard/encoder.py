@@ -39,9 +39,8 @@ import numpy as np
 
 from agentrl.errors import AgentRLError
 from agentrl.guard.dataset import Bench, view_pairs
-from agentrl.guard.learned import MODEL_FILE, WEIGHTS_FILE, policy_features, trajectory_features
+from agentrl.guard.learned import ENCODER, MODEL_FILE, WEIGHTS_FILE, policy_features, trajectory_features
 
-KIND = "sentence-encoder"
 INSTALL = "pip install 'agentrl[guard-encoder]'"
 
 
@@ -85,7 +84,6 @@ class SentenceEncoder:
         tokenizer.enable_truncation(max_length)
         tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)
         self.tokenizer, self.torch = tokenizer, torch
-        self.dim = int(config["hidden_size"])
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -113,9 +111,8 @@ def _one_thread(torch):
         torch.set_num_threads(threads)
 
 
-@cache
-def load_encoder(name: str) -> SentenceEncoder:
-    """The named encoder, loaded once per process, from its package's files."""
+def weights_archive(name: str) -> Path:
+    """The zip with the named encoder's files, from its installed package; a clear error without the extra."""
     if name not in ENCODERS:
         raise AgentRLError(f"unknown sentence encoder {name!r}: {', '.join(ENCODERS)}")
     source = ENCODERS[name]
@@ -125,7 +122,13 @@ def load_encoder(name: str) -> SentenceEncoder:
             f"the {name} guard encoder needs the {source.model} weights from the {source.distribution} package: "
             f"{INSTALL}"
         )
-    return SentenceEncoder(Path(spec.origin).parent / source.archive)
+    return Path(spec.origin).parent / source.archive
+
+
+@cache
+def load_encoder(name: str) -> SentenceEncoder:
+    """The named encoder, loaded once per process."""
+    return SentenceEncoder(weights_archive(name))
 
 
 def trajectory_indices(policy: str, text: str, buckets: int) -> np.ndarray:
@@ -171,6 +174,8 @@ class EncoderScorer:
             return np.stack([self._read[d] for d in descriptions])
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        if not pairs:
+            return []
         q = self.assignments([p for p, _ in pairs]) @ self.mixing
         out = []
         for (policy, text), qi in zip(pairs, q, strict=True):
@@ -192,7 +197,7 @@ class EncoderScorer:
             mixing=self.mixing,
         )
         info = {
-            "kind": KIND,
+            "kind": ENCODER,
             "encoder": self.encoder,
             "encoder_model": ENCODERS[self.encoder].model,
             "policies": self.policies,
@@ -215,6 +220,7 @@ class EncoderScorer:
             prototypes, mixing = data["prototypes"], data["mixing"]
         fixed = ("kind", "encoder", "encoder_model", "policies", "buckets", "temperature", "bias", "threshold")
         meta = {k: v for k, v in info.items() if k not in fixed}
+        load_encoder(info["encoder"])  # now, not in the middle of the first check
         return cls(info["encoder"], info["policies"], prototypes, mixing, weights, factors, info["temperature"],
                    info["bias"], info["threshold"], meta)  # fmt: skip
 
@@ -245,8 +251,8 @@ def train_encoder_scorer(
     ids = sorted(policies)
     embed = load_encoder(encoder).embed
     prototypes = _unit(np.stack([embed(list(policies[i])).mean(axis=0) for i in ids]))
-    untrained = [np.zeros((len(ids), dim), np.float32), np.zeros(buckets, np.float32), np.zeros((buckets, dim))]
-    scorer = EncoderScorer(encoder, ids, prototypes, *untrained, temperature)
+    untrained = [np.zeros(shape, np.float32) for shape in ((len(ids), dim), buckets, (buckets, dim))]
+    scorer = EncoderScorer(encoder, ids, prototypes, *untrained, temperature)  # reads the wordings; trained below
     rows = [trajectory_indices(p, t, buckets) for p, t in pairs]
     a = torch.from_numpy(scorer.assignments([p for p, _ in pairs]).astype(np.float32))
     y = torch.tensor(labels, dtype=torch.float32)

@@ -35,6 +35,8 @@ from agentrl.guard.view import StepView, render_prefix
 
 MODEL_FILE = "guard_model.json"
 WEIGHTS_FILE = "weights.npz"
+ENCODER = "sentence-encoder"
+"""The kind of the models of agentrl.guard.encoder."""
 WORD = re.compile(r"[a-z_]+|\d+")
 URL = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?//[^\s'\"<>)]+|\b(?:localhost|\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?/[^\s'\"]*")
 MONEY = re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)|(\d[\d,]*(?:\.\d+)?)\s?(?:usd|dollars)\b")
@@ -271,7 +273,7 @@ def load_scorer(path: str | Path) -> Scorer:
         info = json.loads((path / MODEL_FILE).read_text())
         if info.get("kind") == "hashed-logistic":
             return HashedScorer.load(path)
-        if info.get("kind") == "sentence-encoder":
+        if info.get("kind") == ENCODER:
             from agentrl.guard.encoder import EncoderScorer
 
             return EncoderScorer.load(path)
@@ -393,6 +395,11 @@ class LearnedChecker:
             path = context.task_root / path
         if not ((path / MODEL_FILE).is_file() or (path / "config.json").is_file()):
             raise AgentRLError(f"policy {context.policy_id}: {_missing_model(path)}")
+        info = json.loads((path / MODEL_FILE).read_text()) if (path / MODEL_FILE).is_file() else {}
+        if info.get("kind") == ENCODER:
+            from agentrl.guard.encoder import weights_archive
+
+            weights_archive(info["encoder"])  # without the extra, fail when the guard is built, not at each check
         self.path = path
 
     @property

