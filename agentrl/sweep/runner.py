@@ -188,20 +188,21 @@ def run_sweep(
             for run in todo:
                 finished(run, attempt(spec, run, runs_dir, hooks_for(run)))
             continue
-        run_parallel(spec, [runs.index(run) for run in todo], runs_dir, parallel, finished)
+        run_parallel(spec, runs, todo, runs_dir, parallel, finished)
     return counts
 
 
 def run_parallel(
     spec: SweepSpec,
-    indices: list[int],
+    runs: list[SweepRun],
+    todo: list[SweepRun],
     runs_dir: str | Path,
     parallel: int,
     finished: Callable[[SweepRun, State], None],
 ) -> None:
-    """`attempt` the sweep's runs at `indices`, `parallel` worker processes at a time. Ctrl-C ends the workers at
-    once (a run's checkpoints are written whole or not at all, so each stays resumable)."""
-    runs = sweep_runs(spec, runs_dir)
+    """`attempt` the runs of `todo` (some of the sweep's `runs`), `parallel` worker processes at a time. Ctrl-C ends
+    the workers at once (a run's checkpoints are written whole or not at all, so each stays resumable)."""
+    indices = [runs.index(run) for run in todo]
     threads = max(1, (os.cpu_count() or 1) // parallel)
     pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), initializer=_die_on_sigint)
     try:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from agentrl.config import TrainConfig
-from agentrl.train.packing import PackedInputs, group_packs, packed_micro_batches
+from agentrl.train.packing import PackedInputs, group_packs, packed_micro_batches, width_bins
 from agentrl.trajectory import Trajectory
 
 
@@ -56,16 +56,8 @@ class TokenBatch:
 
     def micro_batches(self, rows: torch.Tensor, max_tokens: int) -> list[torch.Tensor]:
         """`rows` split into micro-batches of similar length, each at most `max_tokens` padded tokens (or 1 row)."""
-        lengths, order = self.lengths[rows].sort(descending=True, stable=True)
-        groups: list[list[int]] = [[]]
-        width = 0
-        for row, length in zip(rows[order].tolist(), lengths.tolist(), strict=True):
-            if groups[-1] and (len(groups[-1]) + 1) * width > max_tokens:
-                groups.append([])
-            if not groups[-1]:
-                width = length  # the longest row of a micro-batch comes first and sets its padded width
-            groups[-1].append(row)
-        return [torch.tensor(g, dtype=torch.long, device=rows.device) for g in groups]
+        bins = width_bins(self.lengths[rows].tolist(), max_tokens)
+        return [rows[torch.tensor(b, dtype=torch.long, device=rows.device)] for b in bins]
 
 
 RESPONSE_FIELDS = ("response_ids", "response_mask", "token_turn", "sampling_logprobs")

@@ -86,6 +86,21 @@ class PackedInputs:
         return {"input_ids": self.input_ids, "position_ids": self.position_ids.clamp(min=0), "attention_mask": mask}
 
 
+def width_bins(widths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of `widths` (rows or packs) in bins of at most `max_tokens` padded tokens (or one item), widest
+    first: each bin's first item is its widest and sets the width every item is padded to."""
+    order = sorted(range(len(widths)), key=lambda i: -widths[i])  # stable: equal widths keep their order
+    bins: list[list[int]] = [[]]
+    width = 0
+    for i in order:
+        if bins[-1] and (len(bins[-1]) + 1) * width > max_tokens:
+            bins.append([])
+        if not bins[-1]:
+            width = widths[i]
+        bins[-1].append(i)
+    return bins
+
+
 def packing_unsupported(model) -> str | None:
     """Why `model` cannot run packs (None if it can): packs need a custom 4D attention mask, which only the sdpa
     and eager attentions honour, and one mask for every layer (no sliding-window layers)."""
@@ -171,16 +186,9 @@ def packed_micro_batches(
 ) -> list[tuple[torch.Tensor, PackedInputs]]:
     """`packs` (from group_packs) batched by size into micro-batches of at most `max_tokens` padded pack tokens (or
     one pack): the rows of each (indices into `batch`) and their packed inputs (over `batch.select(rows).trim()`)."""
-    micro: list[list[list[int]]] = [[]]
-    width = 0
-    for members, size in sorted(packs, key=lambda p: -p[1]):
-        if micro[-1] and (len(micro[-1]) + 1) * width > max_tokens:
-            micro.append([])
-        if not micro[-1]:
-            width = size  # the largest pack of a micro-batch comes first and sets its padded width
-        micro[-1].append(members)
     out = []
-    for packs_of in micro:
+    for indices in width_bins([size for _, size in packs], max_tokens):
+        packs_of = [packs[i][0] for i in indices]
         rows = torch.tensor([row for members in packs_of for row in members], device=batch.input_ids.device)
         pack_of_row = [j for j, members in enumerate(packs_of) for _ in members]
         out.append((rows, pack(batch.select(rows).trim(), pack_of_row)))
