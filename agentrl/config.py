@@ -98,6 +98,18 @@ class RolloutConfig(Section):
     """Sampling temperature during training rollouts."""
     top_p: float = Field(1.0, gt=0, le=1)
     """Nucleus sampling threshold."""
+    allocation: Literal["uniform", "knapsack", "adaptive"] = "uniform"
+    """How the step's prompts_per_step x group_size rollouts are shared among its prompts (chain sampler; docs/
+    algorithms.md). uniform: group_size each. knapsack: by each prompt's estimated success rate, where a group is
+    likeliest to hold both a success and a failure (Knapsack RL). adaptive: in stages of `presample` rollouts, a
+    prompt stopping once its rewards differ (AR3PO)."""
+    presample: int = Field(2, ge=0)
+    """knapsack: rollouts per prompt sampled first, to estimate its success rate (0: earlier steps only);
+    adaptive: rollouts per prompt per stage."""
+    min_group: int = Field(2, ge=1)
+    """knapsack and adaptive: the fewest rollouts a prompt gets (the exploration floor)."""
+    max_group: int | None = Field(None, ge=1)
+    """knapsack and adaptive: the most rollouts a prompt gets (None: 2 x group_size)."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
     format: Literal["fenced", "hermes", "native"] | None = None
@@ -145,6 +157,11 @@ class AlgoConfig(Section):
     """Passes over each batch of rollouts."""
     minibatch_size: int = Field(128, ge=1)
     """Trajectories per optimizer step."""
+    filter_zero_variance: bool = False
+    """DAPO's dynamic sampling: a group whose rewards are all equal (a zero advantage) is dropped from the update,
+    and groups of new prompts are sampled in its place, up to `max_refills` rounds."""
+    max_refills: int = Field(3, ge=0)
+    """filter_zero_variance: rounds of new prompts sampled to replace dropped groups."""
 
 
 class TrainConfig(Section):
@@ -313,6 +330,11 @@ class Config(Section):
     def _tree_advantage_needs_trees(self) -> Config:
         if self.algo.advantage == "tree_grpo" and self.rollout.sampler != "tree":
             raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
+        if self.rollout.allocation != "uniform" and self.rollout.sampler != "chain":
+            allocation = self.rollout.allocation
+            raise ValueError(f"rollout.allocation={allocation} shares chain rollouts: use rollout.sampler=chain")
+        if self.rollout.allocation == "adaptive" and self.rollout.presample < 1:
+            raise ValueError("rollout.allocation=adaptive samples in stages of rollout.presample: set it to 1 or more")
         return self
 
 

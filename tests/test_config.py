@@ -29,6 +29,7 @@ def test_layers_merge_and_overrides_win():
         ("algo.loss_agg=mean", "algo.loss_agg: Input should be"),
         ("steps", "bad override 'steps'"),
         ("train.steps.x=1", "train.steps is not a section"),
+        ("rollout.allocation=greedy", "rollout.allocation: Input should be 'uniform', 'knapsack' or 'adaptive'"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(override, message):
@@ -62,3 +63,15 @@ def test_a_run_written_with_overlap_tools_still_loads_as_its_schedule(tmp_path):
         path = tmp_path / "config.yaml"
         path.write_text(f"task: arith-python\nrollout:\n  overlap_tools: {str(overlap).lower()}\n")
         assert build_config([read_yaml(path)]).rollout.schedule == schedule
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["rollout.sampler=tree", "rollout.allocation=knapsack"], "shares chain rollouts: use rollout.sampler=chain"),
+        (["rollout.allocation=adaptive", "rollout.presample=0"], "stages of rollout.presample: set it to 1 or more"),
+    ],
+)
+def test_allocation_settings_that_cannot_work_are_refused(overrides, message):
+    with pytest.raises(AgentRLError, match=message):
+        build_config([], overrides)

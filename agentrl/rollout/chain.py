@@ -163,9 +163,15 @@ class AgentLoop:
 
         return policy
 
-    def run(self, problems: Sequence[Problem], group_size: int, policy: Policy, step_tag: str = "") -> list[Trajectory]:
-        """`group_size` independent trajectories per problem, run to the end (in waves of `wave_size`) and scored."""
-        branches = [self.start(p, f"{step_tag}{p.id}") for p in problems for _ in range(group_size)]
+    def run(
+        self, problems: Sequence[Problem], group_size: int | Sequence[int], policy: Policy, step_tag: str = ""
+    ) -> list[Trajectory]:
+        """`group_size` independent trajectories per problem (or `group_size[i]` of problem i), run to the end (in
+        waves of `wave_size`) and scored. Each problem's trajectories form the group `step_tag + problem id`."""
+        counts = [group_size] * len(problems) if isinstance(group_size, int) else group_size
+        branches = [self.start(p, f"{step_tag}{p.id}") for p, n in zip(problems, counts, strict=True) for _ in range(n)]
+        if not branches:
+            return []
         wave = self.wave_size or len(branches)
         with closing_branches(lambda: branches):
             for i in range(0, len(branches), wave):

@@ -35,6 +35,13 @@ class SamplingCost:
         steps = [s for t in leaves for s in t.steps[t.shared_steps :]]
         return cls(len(leaves), sum(len(s.action_ids) for s in steps), sum(s.tool is not None for s in steps))
 
+    def __add__(self, other: SamplingCost) -> SamplingCost:
+        return SamplingCost(
+            self.leaves + other.leaves,
+            self.generated_tokens + other.generated_tokens,
+            self.tool_calls + other.tool_calls,
+        )
+
     def as_metrics(self) -> dict[str, float]:
         return {
             "leaves": float(self.leaves),

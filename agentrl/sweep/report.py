@@ -46,8 +46,10 @@ def read_run(run: SweepRun) -> tuple[dict[str, Any], list[dict[str, Any]]] | Non
     return json.loads(rundir.summary.read_text()), rl
 
 
-def run_record(run: SweepRun, summary: dict[str, Any]) -> dict[str, Any]:
-    """A finished run's figures: pass@1 before and after RL, and what RL spent."""
+def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]]) -> dict[str, Any]:
+    """A finished run's figures: pass@1 before and after RL, what RL spent, and the share of sampled groups whose
+    rewards differed (None for runs that predate the metric)."""
+    spread = [m["groups_with_spread"] for m in rl if "groups_with_spread" in m]
     return {
         "point": run.point.label,
         "seed": run.seed,
@@ -57,6 +59,7 @@ def run_record(run: SweepRun, summary: dict[str, Any]) -> dict[str, Any]:
         "stopped_by": summary["stopped_by"],
         "sampled_tokens": summary["rl_sampled_tokens"],
         "rl_seconds": summary["rl_seconds"],
+        "groups_with_spread": fmean(spread) if spread else None,
     }
 
 
@@ -102,7 +105,7 @@ def curves_figure(report: dict[str, Any]) -> Figure:
 def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     runs = sweep_runs(spec, runs_dir)
     finished = {run: read for run in runs if (read := read_run(run)) is not None}
-    records = [run_record(run, summary) for run, (summary, _) in finished.items()]
+    records = [run_record(run, summary, rl) for run, (summary, rl) in finished.items()]
     baseline = spec.baseline_point().label
     by_seed = {(r["point"], r["seed"]): r for r in records}
     points = []
@@ -121,7 +124,7 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
                 "pass@1_after": t_interval([r["pass@1_after"] for r in mine]),
                 "pass@1_before": t_interval([r["pass@1_before"] for r in mine]),
                 "vs_baseline": None if point.label == baseline else t_interval(paired),
-                **{key: fmean([r[key] for r in mine]) if mine else None for key in COSTS},
+                **{key: _mean([r[key] for r in mine]) for key in COSTS},
                 "curves": point_curves([rl for run, (_, rl) in finished.items() if run.point == point]),
             }
         )
@@ -140,8 +143,14 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     }
 
 
-COSTS = {"steps": "{:.1f}", "sampled_tokens": "{:,.0f}", "rl_seconds": "{:,.0f}"}
-"""What RL spent, averaged over a point's seeds, and how the table prints it."""
+COSTS = {"steps": "{:.1f}", "sampled_tokens": "{:,.0f}", "rl_seconds": "{:,.0f}", "groups_with_spread": "{:.2f}"}
+"""What RL spent, and the share of its groups with a non-zero advantage, averaged over a point's seeds, and how the
+table prints it."""
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return fmean(known) if known else None
 
 
 def _interval(cell: dict[str, Any] | None, signed: bool = False) -> str:
@@ -165,7 +174,7 @@ def _matched(report: dict[str, Any]) -> str:
 def sweep_table(report: dict[str, Any]) -> Table:
     """The comparison table, one row per point."""
     headers = ["point", "runs", "pass@1 before RL", "pass@1 after RL", "vs baseline"]
-    headers += ["RL steps", "sampled tokens (RL)", "RL seconds"]
+    headers += ["RL steps", "sampled tokens (RL)", "RL seconds", "groups with spread"]
     rows = []
     for p in report["points"]:
         vs = "baseline" if p["vs_baseline"] is None else _interval(p["vs_baseline"], signed=True)
@@ -175,7 +184,8 @@ def sweep_table(report: dict[str, Any]) -> Table:
     note = (
         f"{report['runs_done']} of {report['runs_total']} runs done, {report['seeds']} seeds per point. Held-out "
         "pass@1: the mean over seeds with its 95% Student-t interval; the difference to the baseline point "
-        f"{report['baseline']} is paired by seed. {_matched(report)} Costs are means over seeds."
+        f"{report['baseline']} is paired by seed. {_matched(report)} Costs are means over seeds; groups with "
+        "spread: the share of sampled groups whose rewards differed (a non-zero advantage), over steps and seeds."
     )
     return Table(f"Sweep {report['sweep']}: {report['task']}", headers, rows, note, figures=["curves"])
 

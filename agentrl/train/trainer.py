@@ -23,6 +23,14 @@ from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
 from agentrl.models.loading import bf16_is_emulated, enable_checkpointing, load_pretrained
 from agentrl.models.lora import AdapterOff, add_lora, require_peft
+from agentrl.rollout.allocation import (
+    Allocation,
+    SuccessHistory,
+    allocate,
+    groups_with_spread,
+    keep_with_spread,
+    spread_share,
+)
 from agentrl.rollout.chain import AgentLoop, Policy
 from agentrl.rollout.tree import SamplingCost, sample_trees
 from agentrl.tasks import Problem, Task
@@ -58,14 +66,57 @@ def evaluate(loop: AgentLoop, engine: Engine, task: Task, cfg: Config) -> dict[s
 
 
 def sample(
-    loop: AgentLoop, problems: list[Problem], policy: Policy, cfg: Config, step: int
+    loop: AgentLoop,
+    problems: list[Problem],
+    policy: Policy,
+    cfg: Config,
+    step: int,
+    history: SuccessHistory | None = None,
+    refill: int = 0,
 ) -> tuple[list[Trajectory], SamplingCost]:
-    """The step's training trajectories, by chain or tree sampling, and what sampling them cost."""
+    """The step's training trajectories, by chain (under rollout.allocation) or tree sampling, and what sampling
+    them cost. Refill r of a step tags its groups `step.r/`, apart from the step's own."""
+    tag = f"{step}.{refill}/" if refill else f"{step}/"
     if cfg.rollout.sampler == "tree":
-        seed = cfg.train.seed * 1_000_003 + step
-        return sample_trees(loop, problems, policy, cfg.rollout.tree, seed, step_tag=f"{step}/")
-    trajs = loop.run(problems, cfg.rollout.group_size, policy, step_tag=f"{step}/")
+        seed = cfg.train.seed * 1_000_003 + step + 7919 * refill
+        return sample_trees(loop, problems, policy, cfg.rollout.tree, seed, step_tag=tag)
+    r = cfg.rollout
+    plan = Allocation(
+        r.allocation, len(problems) * r.group_size, r.presample, r.min_group, r.max_group or 2 * r.group_size
+    )
+    trajs = allocate(problems, lambda ps, counts: loop.run(ps, counts, policy, tag), plan, history or SuccessHistory())
     return trajs, SamplingCost.of(trajs)
+
+
+def step_problems(pool: list[Problem], seed: int, step: int, n: int, refill: int = 0) -> list[Problem]:
+    """The prompts of RL step `step` (or of its refill round): a seeded draw of `n` distinct problems from the run's
+    train pool."""
+    picks = np.random.default_rng([seed, step, refill] if refill else [seed, step]).choice(len(pool), n, False)
+    return [pool[i] for i in picks]
+
+
+def sample_step(
+    loop: AgentLoop, pool: list[Problem], policy: Policy, cfg: Config, step: int, history: SuccessHistory
+) -> tuple[list[Trajectory], SamplingCost, dict[str, float]]:
+    """The step's trajectories and cost. With algo.filter_zero_variance, groups whose rewards are all equal are
+    dropped and new prompts sampled in their place (up to algo.max_refills rounds; every sampled token counts in
+    the cost); if none has a spread, the step trains on what it sampled (all advantages 0)."""
+    want = cfg.rollout.prompts_per_step
+    sampled, cost = sample(loop, step_problems(pool, cfg.train.seed, step, want), policy, cfg, step, history)
+    refills = 0
+    if cfg.algo.filter_zero_variance:
+        while len(groups_with_spread(sampled)) < want and refills < cfg.algo.max_refills:
+            refills += 1
+            missing = want - len(groups_with_spread(sampled))
+            problems = step_problems(pool, cfg.train.seed, step, missing, refills)
+            more, more_cost = sample(loop, problems, policy, cfg, step, history, refills)
+            sampled, cost = sampled + more, cost + more_cost
+    trained = (keep_with_spread(sampled, want) or sampled) if cfg.algo.filter_zero_variance else sampled
+    groups = len({t.group_id for t in sampled})
+    metrics = {"groups_with_spread": spread_share(sampled), "groups_sampled": float(groups)}
+    if cfg.algo.filter_zero_variance:
+        metrics |= {"groups_dropped": float(groups - len({t.group_id for t in trained})), "refills": float(refills)}
+    return trained, cost, metrics
 
 
 def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
@@ -261,15 +312,15 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
         pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)
+        history = SuccessHistory.from_state(state.get("allocation"))
         params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)
         hooks.stage("rl", cfg.train.steps - state["step"])
         for step in range(state["step"] + 1, cfg.train.steps + 1):
             if budget_spent(cfg, state):
                 break
             start = time.perf_counter()
-            picks = np.random.default_rng([cfg.train.seed, step]).choice(len(pool), cfg.rollout.prompts_per_step, False)
             model.eval()
-            trajs, cost = sample(loop, [pool[i] for i in picks], loop.model_policy(engine, params), cfg, step)
+            trajs, cost, sampling = sample_step(loop, pool, loop.model_policy(engine, params), cfg, step, history)
             rollout_s = time.perf_counter() - start
             model.train()
             update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
@@ -279,6 +330,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
                 **rollout_metrics(trajs),
                 **guard_metrics(trajs),
                 **cost.as_metrics(),
+                **sampling,
                 **update,
                 "rollout_s": rollout_s,
                 "seconds": time.perf_counter() - start,
@@ -288,6 +340,7 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
             state["step"] = step
             state["rl_sampled_tokens"] += int(metrics["sampled_tokens"])
             state["rl_seconds"] += metrics["seconds"]
+            state["allocation"] = history.state()
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or budget_spent(cfg, state):
                 checkpoint(step)
             hooks.advance({"step": step, **metrics})

@@ -82,6 +82,12 @@ def test_a_token_or_seconds_budget_is_refused_on_verl():
             overrides(budget)
 
 
+def test_rollout_allocation_and_the_zero_variance_filter_are_refused_on_verl():
+    for setting in ("rollout.allocation=knapsack", "rollout.allocation=adaptive", "algo.filter_zero_variance=true"):
+        with pytest.raises(AgentRLError, match="local backend only"):
+            overrides(setting)
+
+
 def test_ppo_mini_batches_count_prompts_in_verl():
     # agentrl: 32 trajectories per update; verl: prompts, here 32 / 8 samples = 4 -> the largest divisor of 6
     o = overrides("rollout.prompts_per_step=6", "rollout.group_size=8", "algo.minibatch_size=32")

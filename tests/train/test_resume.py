@@ -33,8 +33,17 @@ def _final_weights(run: RunDir):
     return load_file(last / "model.safetensors")
 
 
-def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
-    whole_cfg = make_config("run.name=whole", "algo.kl_coef=0.05")
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        [],
+        # the allocation's success estimates and the refill draws carry across the crash
+        ["rollout.allocation=knapsack", "rollout.max_group=6", "algo.filter_zero_variance=true", "algo.max_refills=1"],
+    ],
+    ids=["uniform", "knapsack+filter"],
+)
+def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task, sampling):
+    whole_cfg = make_config("run.name=whole", "algo.kl_coef=0.05", *sampling)
     whole = RunDir.create(whole_cfg, arith_task.name)
     summary = train(whole_cfg, arith_task, whole)
 
@@ -42,7 +51,7 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
         if metrics.get("step") == 2 and metrics.get("stage") == "rl":
             raise Crash
 
-    broken_cfg = make_config("run.name=broken", "algo.kl_coef=0.05")
+    broken_cfg = make_config("run.name=broken", "algo.kl_coef=0.05", *sampling)
     broken = RunDir.create(broken_cfg, arith_task.name)
     with pytest.raises(Crash):
         train(broken_cfg, arith_task, broken, hooks=Hooks(advance=crash_after_step_2))
@@ -55,7 +64,9 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task):
     resumed_summary = train(resumed.saved_config([]), arith_task, resumed, resume=True)
 
     assert _rl_metrics(resumed) == _rl_metrics(whole)
-    assert all("kl" in m for m in _rl_metrics(resumed))
+    assert all("kl" in m and "groups_with_spread" in m for m in _rl_metrics(resumed))
+    if sampling:
+        assert all({"groups_dropped", "refills"} <= m.keys() for m in _rl_metrics(resumed))
     a, b = _final_weights(whole), _final_weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed_summary.pop("rl_seconds") > 0 and summary.pop("rl_seconds") > 0  # wall-clock: not repeatable
@@ -79,6 +90,7 @@ def test_run_directory_holds_config_metrics_rollouts_checkpoints(make_config, ar
         "entropy",
         "approx_kl",
         "generated_tokens",
+        "groups_with_spread",
         "tool_calls",
         "seconds",
     ):
