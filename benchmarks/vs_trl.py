@@ -8,16 +8,16 @@ fresh process of its own, back to back, with the same torch threads; seeds alter
 - single-turn: `benchmarks/tasks/add-direct` (sums answered as \\boxed{N}, no tools), on the tiny model after a
   short agentrl SFT (part `single`), and on SmolLM2-135M-Instruct's real weights (part `smollm2`, from the
   directory `agentrl models smollm2 DIR` writes; `--smollm2 DIR`, default runs/smollm2).
-- multi-turn with a tool: arith-python with the python tool in the model's own tool-calling format, on a Qwen2.5
-  fixture (real chat template, random weights) after a short native SFT. TRL runs it with `tools=[python]`, a
-  function that runs the code in agentrl's local sandbox (a fresh session per call, as agentrl opens one per
-  trajectory).
+- multi-turn with a tool (part `multi`): arith-python with the python tool in Qwen2.5's own tool-calling format,
+  on a Qwen2.5-Instruct directory (`--qwen DIR`; without one, a random-weight fixture with Qwen2.5's chat
+  template, which exercises the loop but never calls a tool). TRL runs it with `tools=[python]`, a function
+  that runs the code in agentrl's local sandbox (a fresh session per call, as agentrl opens one per trajectory).
 
 Printed per framework: median seconds per RL step and its two halves (sampling with the reward; the update),
 generated tokens per second of sampling, context tokens per second of update, peak RSS, and the mean training
 reward per step over seeds; then the advantages both compute for one batch of rewards.
 
-Run: `python benchmarks/vs_trl.py [--steps 5] [--seeds 2] [--parts single multi smollm2]` (needs TRL:
+Run: `python benchmarks/vs_trl.py [--steps 5] [--seeds 2] [--parts single smollm2 multi]` (needs TRL:
 `pip install 'agentrl[trl]'`).
 """
 
@@ -301,7 +301,7 @@ def in_child(fn, *args, **kwargs) -> dict:
 
 
 def prepare_models(args, work: str) -> list[Setting]:
-    """The model directories: SFT runs of agentrl on the tiny model and a Qwen2.5 fixture (and SmolLM2 if given)."""
+    """The comparisons of `args.parts`, with their model directories (the tiny one: an agentrl SFT run)."""
     from shared_prefix import sft_model
 
     from agentrl.models.fixtures import build_fixture
@@ -314,17 +314,17 @@ def prepare_models(args, work: str) -> list[Setting]:
     if "smollm2" in args.parts:
         settings.append(Setting("single-turn smollm2", args.smollm2, ADD_DIRECT, args.steps, lr=1e-5, format="native"))
     if "multi" in args.parts:
-        fixture = build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE)
-        native = [f"model.path={fixture}", "rollout.format=native", f"sft.steps={args.sft_steps}"]
-        sft = sft_model(load_task("arith-python"), native, f"{work}/sft-qwen")
+        model = args.qwen or str(build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE))
+        name = "multi-turn " + ("qwen2.5" if args.qwen else "qwen2.5 fixture")
         settings.append(
-            Setting("multi-turn qwen2.5 fixture", str(sft.sft_model), "arith-python", args.steps, max_new_tokens=48,
-                    max_turns=3, format="native")
-        )  # fmt: skip
+            Setting(name, model, "arith-python", args.steps, max_new_tokens=48, max_turns=3, lr=1e-6, format="native")
+        )
     return settings
 
 
 FIXTURE_SIZE = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_key_value_heads": 2}
+"""A Qwen2.5 fixture (random weights, the real chat template): it drives TRL's tool loop end to end, but it never
+learns to call a tool within an SFT that 2 CPU cores afford, so its rows time generation, not a multi-turn run."""
 
 
 def main() -> None:
@@ -335,8 +335,9 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--sft-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", nargs="+", choices=["single", "multi", "smollm2"], default=["single", "multi"])
+    parser.add_argument("--parts", nargs="+", choices=["single", "smollm2", "multi"], default=["single"])
     parser.add_argument("--smollm2", default="runs/smollm2", help="its directory (`agentrl models smollm2 DIR`)")
+    parser.add_argument("--qwen", help="multi: a Qwen2.5-Instruct directory (default: a random-weight fixture)")
     args = parser.parse_args()
     console = Console(width=150)
 

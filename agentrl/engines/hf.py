@@ -99,10 +99,23 @@ class HFEngine(Engine):
         self._kept = {k: v for k, v in self._kept.items() if k not in used and self._streams - v.stream < KEEP_STREAMS}
         cached = [len(k.ids) if k else 0 for k in kept]
         fresh = [p[c:] for p, c in zip(prompts, cached, strict=True)]
-        groups = prefill_groups([len(f) for f in fresh])
+        # rows that start from nothing with the same tokens (a group's copies of one prompt) are computed once
+        first: dict[tuple[int, ...], int] = {}
+        source = [r if kept[r] else first.setdefault(tuple(f), r) for r, f in enumerate(fresh)]
+        unique = sorted(set(source))
+        if len(unique) == len(fresh):
+            return self._prefill_rows(unique, kept, fresh)
+        slot = {row: i for i, row in enumerate(unique)}
+        batch = self._prefill_rows(unique, kept, fresh)
+        return batch.select(torch.tensor([slot[row] for row in source], device=self.device))
+
+    def _prefill_rows(self, rows: list[int], kept: list[_KeptPrefix | None], fresh: list[list[int]]) -> _Batch:
+        """`rows` prefilled in groups of similar length, merged back into the order of `rows`."""
+        groups = [[rows[i] for i in g] for g in prefill_groups([len(fresh[r]) for r in rows])]
         if len(groups) == 1:  # one forward, in the batch's own order: nothing to merge
-            return self._prefill_group(list(range(len(fresh))), kept, fresh)
-        order = torch.tensor([row for g in groups for row in g])
+            return self._prefill_group(rows, kept, fresh)
+        slot = {row: i for i, row in enumerate(rows)}
+        order = torch.tensor([slot[row] for g in groups for row in g])
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order))
         merged = _Batch.merge([self._prefill_group(g, kept, fresh) for g in groups], self.model.config)

@@ -130,3 +130,17 @@ def test_batched_rows_that_finish_early_and_leave_the_batch_give_what_each_row_a
         assert gen.token_ids == alone.token_ids and gen.finish_reason == alone.finish_reason
         assert gen.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
     assert len({len(g.token_ids) for g in batched}) > 2  # the rows did finish at different steps
+
+
+def test_copies_of_one_prompt_are_prefilled_once_and_sample_as_if_alone(tiny_model, tokenizer, prompts):
+    counter = FedCounter(tiny_model)
+    engine = HFEngine(tiny_model, [tokenizer.eos_token_id], tokenizer.pad_token_id, 512)
+    group = [prompts[1]] * 4 + [prompts[3]] * 4  # two GRPO groups of 4
+    counter.next_call()
+    gens = engine.generate(group, GREEDY, STOP)
+    assert counter.prefilled == [2 * len(prompts[3])]  # two rows, padded to the longer: each distinct prompt once
+    for prompt, gen in zip(group, gens, strict=True):
+        alone = engine.generate([prompt], GREEDY, STOP)[0]
+        assert gen.token_ids == alone.token_ids and gen.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+    sampled = engine.generate(group, SamplingParams(8, temperature=1.0), STOP)
+    assert len({tuple(g.token_ids) for g in sampled[:4]}) > 1  # the copies still sample apart

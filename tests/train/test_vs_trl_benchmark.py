@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_the_trl_benchmark_runs_both_frameworks_on_both_tasks():
     command = [sys.executable, "benchmarks/vs_trl.py", "--steps", "2", "--seeds", "1", "--prompts", "2"]
-    command += ["--group", "2", "--sft-steps", "5", "--threads", "1"]
+    command += ["--group", "2", "--sft-steps", "5", "--threads", "1", "--parts", "single", "multi"]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in run.stdout.splitlines() if "│" in line]
