@@ -238,6 +238,15 @@ class SandboxConfig(Section):
     """Wall-clock seconds per cell."""
     memory_mb: int = Field(512, ge=32)
     """Address-space limit of the kernel in MiB."""
+    runtime: str | None = None
+    """docker backend: the container runtime, e.g. runsc (gVisor) for a kernel boundary of its own; None: the
+    engine's default (runc)."""
+
+    @model_validator(mode="after")
+    def _runtime_is_dockers(self) -> SandboxConfig:
+        if self.runtime and self.backend != "docker":
+            raise ValueError(f"sandbox.runtime picks a docker container runtime; the {self.backend} backend has none")
+        return self
 
 
 class GuardConfig(Section):

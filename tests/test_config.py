@@ -70,8 +70,9 @@ def test_a_run_written_with_overlap_tools_still_loads_as_its_schedule(tmp_path):
     [
         (["rollout.sampler=tree", "rollout.allocation=knapsack"], "shares chain rollouts: use rollout.sampler=chain"),
         (["rollout.allocation=adaptive", "rollout.presample=0"], "stages of rollout.presample: set it to 1 or more"),
+        (["sandbox.runtime=runsc"], "sandbox.runtime picks a docker container runtime; the local backend has none"),
     ],
 )
-def test_allocation_settings_that_cannot_work_are_refused(overrides, message):
+def test_settings_that_cannot_work_together_are_refused(overrides, message):
     with pytest.raises(AgentRLError, match=message):
         build_config([], overrides)

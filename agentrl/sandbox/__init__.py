@@ -25,7 +25,7 @@ def open_sandbox(backend: str = "local", **options) -> Sandbox:
     max_output_bytes, file_size_mb, disk_mb, max_procs, max_open_files, preload (modules imported
     once at start), files ({relative path: bytes | str} copied into each new session's workdir).
     Backend options: local: isolation="bwrap" | "none" (UNISOLATED, loud warning),
-    site_packages=True; docker: image=...; e2b: api_key=..., template=....
+    site_packages=True; docker: image=..., runtime=... (e.g. "runsc"); e2b: api_key=..., template=....
     """
     from agentrl.sandbox.local import limits_from
 
@@ -48,6 +48,6 @@ def open_sandbox(backend: str = "local", **options) -> Sandbox:
 
 _BACKEND_OPTIONS = {
     "local": ("isolation", "site_packages"),
-    "docker": ("image", "client"),
+    "docker": ("image", "client", "runtime"),
     "e2b": ("api_key", "template"),
 }

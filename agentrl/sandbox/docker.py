@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import struct
 import threading
+import uuid
 import weakref
+from typing import Any
 
 from agentrl.errors import AgentRLError
 from agentrl.sandbox import _kernel
@@ -29,6 +32,9 @@ from agentrl.sandbox.base import Limits
 from agentrl.sandbox.local import _SANDBOX_ENV, KERNEL_PATH, LocalSession
 
 DEFAULT_IMAGE = "agentrl-sandbox:latest"
+LABEL = "agentrl.sandbox"
+OWNER_PID = "agentrl.owner_pid"
+OWNER_HOST = "agentrl.owner_host"
 _SOCK = "/run/agentrl/zygote.sock"
 _USER = "1000:1000"
 
@@ -94,7 +100,9 @@ class _ExecChannel:
 class DockerSandbox:
     """A warm container; sessions are kernels reached through `docker exec` relays."""
 
-    def __init__(self, limits: Limits | None = None, image: str = DEFAULT_IMAGE, client=None):
+    def __init__(
+        self, limits: Limits | None = None, image: str = DEFAULT_IMAGE, client=None, runtime: str | None = None
+    ):
         self.limits = limits or Limits()
         self._closed = False
         self._sessions: weakref.WeakSet[LocalSession] = weakref.WeakSet()
@@ -113,8 +121,29 @@ class DockerSandbox:
             self._client.ping()
         except Exception as e:  # the SDK raises several types for "no engine"
             raise AgentRLError(f"no Docker engine answers ({e}); start Docker or use backend='local'") from None
+        remove_orphans(self._client)
+        command = ["python3", "-I", "-S", "-c", self._source, "--listen", _SOCK, json.dumps(self._kernel_config())]
+        try:
+            self._container = self._client.containers.create(
+                image, command, **container_options(self.limits, uuid.uuid4().hex, runtime)
+            )
+        except Exception as e:
+            raise AgentRLError(
+                f"could not create the sandbox container from image {image!r} ({e}); build it with "
+                "`docker build -t agentrl-sandbox -f sandboxes/Dockerfile .`"
+            ) from None
+        # removed on close, when garbage-collected, and at interpreter exit (a CLI run turns SIGTERM into Ctrl-C,
+        # so that exit comes); after a SIGKILL, `agentrl sandbox gc` or the next sandbox's start removes it
+        self._finalizer = weakref.finalize(self, _remove, self._container)
+        try:
+            self._container.start()
+        except Exception as e:
+            self._finalizer()
+            raise AgentRLError(f"the sandbox container did not start ({e})") from None
+
+    def _kernel_config(self) -> dict:
         lim = self.limits
-        cfg = {
+        return {
             "limits": lim.kernel_limits(),
             "preload": list(lim.preload),
             "env": dict(_SANDBOX_ENV),
@@ -124,30 +153,6 @@ class DockerSandbox:
             },
             "limit_procs": False,  # the container's pids limit does this job
         }
-        disk = f"size={lim.disk_mb}m"
-        try:
-            self._container = self._client.containers.run(
-                image,
-                ["python3", "-I", "-S", "-c", self._source, "--listen", _SOCK, json.dumps(cfg)],
-                detach=True,
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": disk, "/home": disk + ",mode=1777", "/run/agentrl": "size=1m,mode=1777"},
-                mem_limit=f"{lim.memory_mb}m",
-                memswap_limit=f"{lim.memory_mb}m",
-                nano_cpus=1_000_000_000,
-                pids_limit=lim.max_procs * 4,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                user=_USER,
-                working_dir="/home",
-            )
-        except Exception as e:
-            raise AgentRLError(
-                f"could not start the sandbox container from image {image!r} ({e}); build it with "
-                "`docker build -t agentrl-sandbox -f sandboxes/Dockerfile .`"
-            ) from None
-        self._finalizer = weakref.finalize(self, _remove, self._container)
 
     # -- what LocalSession needs from its sandbox ---------------------------------------------
     def _exec_channel(self, path: str) -> _ExecChannel:
@@ -228,8 +233,59 @@ class DockerSandbox:
         self.close()
 
 
+def container_options(limits: Limits, sandbox_id: str, runtime: str | None = None) -> dict[str, Any]:
+    """`containers.create` keywords: locked down, bounded, and labelled with its owner so orphans can be found."""
+    from docker.types import LogConfig, Ulimit
+
+    disk = f"size={limits.disk_mb}m"
+    return {
+        "name": f"agentrl-sandbox-{sandbox_id[:12]}",
+        "labels": {LABEL: sandbox_id, OWNER_PID: str(os.getpid()), OWNER_HOST: socket.gethostname()},
+        "auto_remove": True,  # a container that stops (its zygote killed) is removed by the engine
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": disk, "/home": disk + ",mode=1777", "/run/agentrl": "size=1m,mode=1777"},
+        "mem_limit": f"{limits.memory_mb}m",
+        "memswap_limit": f"{limits.memory_mb}m",
+        "nano_cpus": 1_000_000_000,
+        "pids_limit": limits.max_procs * 4,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+        # a cell can reach the zygote's stdout through /proc: the log it writes is capped, not the host's disk
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        "user": _USER,
+        "working_dir": "/home",
+        **({"runtime": runtime} if runtime else {}),
+    }
+
+
+def remove_orphans(client) -> list[str]:
+    """Remove the sandbox containers of this host whose owner process is gone; their names."""
+    removed = []
+    host = socket.gethostname()
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        labels = container.labels or {}
+        if labels.get(OWNER_HOST) == host and not _alive(int(labels.get(OWNER_PID) or 0)):
+            _remove(container)
+            removed.append(container.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _remove(container) -> None:
     try:
         container.remove(force=True)
     except Exception:
-        pass
+        pass  # already gone (auto_remove) or the engine went away

@@ -84,6 +84,7 @@ def build_python(task: Task, cfg: Config, settings: dict[str, Any], stack: ExitS
             memory_mb=cfg.sandbox.memory_mb,
             preload=task.spec.sandbox.preload,
             files={k: (task.root / v).read_bytes() for k, v in task.spec.sandbox.files.items()},
+            **({"runtime": cfg.sandbox.runtime} if cfg.sandbox.runtime else {}),
         )
     )
     return PythonTool(sandbox, cfg.sandbox.timeout, cfg.rollout.max_observation_chars)
