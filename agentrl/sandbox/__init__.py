@@ -25,7 +25,8 @@ def open_sandbox(backend: str = "local", **options) -> Sandbox:
     max_output_bytes, file_size_mb, disk_mb, max_procs, max_open_files, preload (modules imported
     once at start), files ({relative path: bytes | str} copied into each new session's workdir).
     Backend options: local: isolation="bwrap" | "none" (UNISOLATED, loud warning),
-    site_packages=True; docker: image=..., runtime=... (e.g. "runsc"); e2b: api_key=..., template=....
+    site_packages=True; docker: image=..., runtime=... (e.g. "runsc"); e2b: api_key=..., template=...,
+    allow_internet=False.
     """
     from agentrl.sandbox.local import limits_from
 
@@ -49,5 +50,5 @@ def open_sandbox(backend: str = "local", **options) -> Sandbox:
 _BACKEND_OPTIONS = {
     "local": ("isolation", "site_packages"),
     "docker": ("image", "client", "runtime"),
-    "e2b": ("api_key", "template"),
+    "e2b": ("api_key", "template", "allow_internet"),
 }

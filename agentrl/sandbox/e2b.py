@@ -11,7 +11,13 @@ sandbox (a Firecracker VM from the template in `sandboxes/e2b/`) per `Sandbox`; 
   replay of the session's successful cells, so the session keeps its state from before the cell
   (as the local backend does) at the cost of that replay.
 
-Limits: ``timeout`` is enforced by E2B; memory, disk and processes are the template's. Needs
+Each cell of the history is replayed with the time limit it ran under. A replay that fails (a cell that
+succeeded before now errs or times out) loses the session: its next cells answer with that error instead of
+running on a state that is not the one the model saw.
+
+Limits: ``timeout`` is enforced by E2B; memory, disk and processes are the template's VM (a warning names the
+limits that are set but not enforced). The VM has no internet unless ``allow_internet=True``. It lives
+``LIFETIME`` seconds past its last use (extended while in use) and is killed on close and at exit. Needs
 ``pip install 'agentrl[e2b]'`` and E2B_API_KEY (or ``api_key=``); imported only when used.
 """
 
@@ -20,48 +26,64 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
+import weakref
 
 from agentrl.errors import AgentRLError
 from agentrl.sandbox.base import ExecError, ExecResult, Limits
 
 DEFAULT_TEMPLATE = None  # E2B's code-interpreter template; or the one built from sandboxes/e2b/
+LIFETIME = 600
+"""Seconds the VM outlives its last use: E2B kills it then, so a host that died leaves no VM running for long."""
+UNENFORCED = ("memory_mb", "cpu_s", "disk_mb", "file_size_mb", "max_procs", "max_open_files")
+"""Limits the e2b backend leaves to the template's VM."""
+
+
+class ReplayFailed(Exception):
+    """A cell that succeeded before failed when replayed: the session's state cannot be rebuilt."""
 
 
 class E2BSession:
-    def __init__(self, sandbox: E2BSandbox, cwd: str, history: list[str] | None = None):
+    def __init__(self, sandbox: E2BSandbox, cwd: str, history: list[tuple[str, float]] | None = None):
         self._sandbox = sandbox
         self.workdir = cwd
-        self._history: list[str] = []
+        self._history: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._lost: str | None = None
         self._ctx = sandbox._new_context(cwd)
-        for code in history or []:
-            self._replay(code)
+        for code, timeout in history or []:
+            self._replay(code, timeout)
 
-    def _replay(self, code: str) -> None:
-        self._sandbox._sdk.run_code(code, context=self._ctx, timeout=self._sandbox.limits.timeout)
-        self._history.append(code)
+    def _replay(self, code: str, timeout: float) -> None:
+        """Run a cell of the history again, with the limit it first ran under."""
+        try:
+            ex = self._sandbox._sdk.run_code(code, context=self._ctx, timeout=timeout)
+        except Exception as e:
+            raise ReplayFailed(f"{type(e).__name__}: {e}") from None
+        if ex.error is not None:
+            raise ReplayFailed(f"{ex.error.name}: {ex.error.value}")
+        self._history.append((code, timeout))
 
     def run(self, code: str, timeout: float | None = None) -> ExecResult:
         timeout = self._sandbox.limits.timeout if timeout is None else float(timeout)
         with self._lock:
             if self._closed:
                 raise AgentRLError("this sandbox session is closed; open a new one with sandbox.session()")
+            if self._lost is not None:
+                return ExecResult(error=ExecError("SandboxCrash", self._lost))
+            self._sandbox._in_use()
             t0 = time.perf_counter()
             try:
                 ex = self._sandbox._sdk.run_code(code, context=self._ctx, timeout=timeout)
             except Exception as e:
                 timed_out = "timeout" in type(e).__name__.lower()
-                self._rebuild()
                 name = "TimeoutError" if timed_out else "SandboxCrash"
-                return ExecResult(
-                    error=ExecError(name, f"{e}; state rolled back by replay"),
-                    timed_out=timed_out,
-                    duration_s=time.perf_counter() - t0,
-                )
-            return self._result(code, ex, time.perf_counter() - t0)
+                error = ExecError(name, f"{e}; {self._rebuild()}")
+                return ExecResult(error=error, timed_out=timed_out, duration_s=time.perf_counter() - t0)
+            return self._result(code, timeout, ex, time.perf_counter() - t0)
 
-    def _result(self, code: str, ex, duration: float) -> ExecResult:
+    def _result(self, code: str, timeout: float, ex, duration: float) -> ExecResult:
         limit = self._sandbox.limits.max_output_bytes
         stdout, stderr = "".join(ex.logs.stdout), "".join(ex.logs.stderr)
         truncated = len(stdout) + len(stderr) > limit
@@ -71,22 +93,28 @@ class E2BSession:
         error = None
         if ex.error is not None:
             error = ExecError(ex.error.name, ex.error.value, ex.error.traceback)
-            if error.name in ("SystemExit", "MemoryError"):
-                self._rebuild()  # as in the local backend, these roll the session back
-        if error is None or error.name not in ("SystemExit", "MemoryError"):
-            self._history.append(code)
+            if error.name in ("SystemExit", "MemoryError"):  # as in the local backend, these roll the session back
+                error = ExecError(error.name, f"{error.value}; {self._rebuild()}", error.traceback)
+        if error is None:
+            self._history.append((code, timeout))
         return ExecResult(stdout, stderr, result, error, False, duration, truncated)
 
-    def _rebuild(self) -> None:
-        """Replace the context by a replay of the successful cells (state from before the cell)."""
+    def _rebuild(self) -> str:
+        """Replace the context by a replay of the successful cells (the state from before the cell); what became
+        of the session, for the error message."""
         try:
             self._sandbox._sdk.remove_code_context(self._ctx)
         except Exception:
             pass
         history, self._history = self._history, []
-        self._ctx = self._sandbox._new_context(self.workdir)
-        for code in history:
-            self._replay(code)
+        try:
+            self._ctx = self._sandbox._new_context(self.workdir)
+            for code, timeout in history:
+                self._replay(code, timeout)
+        except (ReplayFailed, AgentRLError) as e:
+            self._lost = f"the session was lost: rebuilding its state by replay failed ({e})"
+            return self._lost
+        return "state rolled back by replay"
 
     def fork(self) -> E2BSession:
         with self._lock:
@@ -95,7 +123,10 @@ class E2BSession:
                 f"import shutil; shutil.copytree({self.workdir!r}, {cwd!r}, dirs_exist_ok=True)",
                 context=self._ctx,
             )
-            return E2BSession(self._sandbox, cwd, list(self._history))
+            try:
+                return E2BSession(self._sandbox, cwd, list(self._history))
+            except ReplayFailed as e:
+                raise AgentRLError(f"forking the e2b session failed: replaying its cells failed ({e})") from None
 
     def close(self) -> None:
         with self._lock:
@@ -115,16 +146,35 @@ class E2BSession:
 
 
 class E2BSandbox:
-    def __init__(self, limits: Limits | None = None, api_key: str | None = None, template: str | None = None, sdk=None):
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        api_key: str | None = None,
+        template: str | None = None,
+        sdk=None,
+        allow_internet: bool = False,
+    ):
         """`sdk`: an already created e2b_code_interpreter.Sandbox (or a stand-in, in tests)."""
         self.limits = limits or Limits()
         self._closed = False
         self._n = 0
         self._lock = threading.Lock()
-        self._sdk = sdk if sdk is not None else _create(api_key, template)
+        _warn_unenforced(self.limits)
+        self._sdk = sdk if sdk is not None else _create(api_key, template, allow_internet)
+        self._extended = time.monotonic()
+        self._finalizer = weakref.finalize(self, _kill, self._sdk)  # at close, garbage collection or exit
         self._preload = "".join(f"import {m}\n" for m in self.limits.preload)
         for rel, content in self.limits.files.items():
             self._sdk.files.write(f"/home/user/.agentrl-files/{rel}", content)
+
+    def _in_use(self) -> None:
+        """Push the VM's end LIFETIME seconds past now (at most once per half LIFETIME)."""
+        if time.monotonic() - self._extended > LIFETIME / 2:
+            self._extended = time.monotonic()
+            try:
+                self._sdk.set_timeout(LIFETIME)
+            except Exception:
+                pass  # the cell that follows reports a dead VM
 
     def _workdir(self) -> str:
         with self._lock:
@@ -136,7 +186,9 @@ class E2BSandbox:
         if self.limits.files:
             setup += f"shutil.copytree('/home/user/.agentrl-files', {cwd!r}, dirs_exist_ok=True)\n"
         ctx = self._sdk.create_code_context(cwd="/home/user", language="python")
-        self._sdk.run_code(setup + f"os.chdir({cwd!r})\n" + self._preload, context=ctx)
+        ex = self._sdk.run_code(setup + f"os.chdir({cwd!r})\n" + self._preload, context=ctx)
+        if ex.error is not None:
+            raise AgentRLError(f"setting up an e2b session failed (files, preload): {ex.error.name}: {ex.error.value}")
         return ctx
 
     def session(self) -> E2BSession:
@@ -148,10 +200,7 @@ class E2BSandbox:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._sdk.kill()
-        except Exception:
-            pass
+        self._finalizer()
 
     def __enter__(self) -> E2BSandbox:
         return self
@@ -160,7 +209,30 @@ class E2BSandbox:
         self.close()
 
 
-def _create(api_key: str | None, template: str | None):
+def _kill(sdk) -> None:
+    try:
+        sdk.kill()
+    except Exception:
+        pass  # already gone (its lifetime ran out)
+
+
+_warned = False
+
+
+def _warn_unenforced(limits: Limits) -> None:
+    """Once per process: the limits set away from their defaults that the e2b backend leaves to the VM."""
+    global _warned
+    default = Limits()
+    unenforced = [f"{k}={getattr(limits, k)}" for k in UNENFORCED if getattr(limits, k) != getattr(default, k)]
+    if unenforced and not _warned:
+        _warned = True
+        warnings.warn(
+            f"the e2b backend does not enforce {', '.join(unenforced)}: the template's VM size bounds them",
+            stacklevel=3,
+        )
+
+
+def _create(api_key: str | None, template: str | None, allow_internet: bool):
     api_key = api_key or os.environ.get("E2B_API_KEY")
     if not api_key:
         raise AgentRLError("the e2b sandbox backend needs an API key: set E2B_API_KEY or pass api_key=")
@@ -168,11 +240,10 @@ def _create(api_key: str | None, template: str | None):
         from e2b_code_interpreter import Sandbox as Sdk
     except ImportError:
         raise AgentRLError("the e2b sandbox backend needs its SDK: pip install 'agentrl[e2b]'") from None
-    opts = {"api_key": api_key, "timeout": 3600}
+    opts = {"api_key": api_key, "timeout": LIFETIME, "allow_internet_access": allow_internet}
     if template or DEFAULT_TEMPLATE:
         opts["template"] = template or DEFAULT_TEMPLATE
-    create = getattr(Sdk, "create", None) or Sdk  # v2 has Sandbox.create(); v1 the constructor
     try:
-        return create(**opts)
+        return Sdk.create(**opts)
     except Exception as e:
         raise AgentRLError(f"could not start an E2B sandbox ({e}); check E2B_API_KEY and the template") from None
