@@ -152,14 +152,14 @@ def peak_rss_mib() -> float:
 
 def summarize(steps: list[dict]) -> dict:
     """Per-step rows (reward, seconds, sample_s, generated, context) -> the table's figures."""
-    sample_s = sum(r["sample_s"] for r in steps)
-    update_s = sum(r["seconds"] - r["sample_s"] for r in steps)
+    sample_s = [r["sample_s"] for r in steps]
+    update_s = [r["seconds"] - r["sample_s"] for r in steps]
     return {
         "step_s": statistics.median(r["seconds"] for r in steps),
-        "sample_s": statistics.median(r["sample_s"] for r in steps),
-        "update_s": statistics.median(r["seconds"] - r["sample_s"] for r in steps),
-        "generated_per_s": sum(r["generated"] for r in steps) / sample_s,
-        "update_tokens_per_s": sum(r["context"] for r in steps) / update_s,
+        "sample_s": statistics.median(sample_s),
+        "update_s": statistics.median(update_s),
+        "generated_per_s": sum(r["generated"] for r in steps) / sum(sample_s),
+        "update_tokens_per_s": sum(r["context"] for r in steps) / sum(update_s),
         "rewards": [r["reward"] for r in steps],
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -294,10 +294,10 @@ def run_trl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dict:
     return summarize(rows) | {"same_prompt_ids": same_prompt, "first_batch": captured}
 
 
-def in_child(fn, *args, **kwargs) -> dict:
+def in_child(fn, *args) -> dict:
     """`fn` in a fresh process (its own peak RSS, no state shared between the frameworks)."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+        return pool.submit(fn, *args).result()
 
 
 def prepare_models(args, work: str) -> list[Setting]:

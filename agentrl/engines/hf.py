@@ -103,10 +103,10 @@ class HFEngine(Engine):
         first: dict[tuple[int, ...], int] = {}
         source = [r if kept[r] else first.setdefault(tuple(f), r) for r, f in enumerate(fresh)]
         unique = sorted(set(source))
-        if len(unique) == len(fresh):
-            return self._prefill_rows(unique, kept, fresh)
-        slot = {row: i for i, row in enumerate(unique)}
         batch = self._prefill_rows(unique, kept, fresh)
+        if len(unique) == len(fresh):
+            return batch
+        slot = {row: i for i, row in enumerate(unique)}
         return batch.select(torch.tensor([slot[row] for row in source], device=self.device))
 
     def _prefill_rows(self, rows: list[int], kept: list[_KeptPrefix | None], fresh: list[list[int]]) -> _Batch:

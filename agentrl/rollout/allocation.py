@@ -103,15 +103,13 @@ class Allocation:
 def allocate(
     problems: Sequence[Problem], run: RunGroups, plan: Allocation, history: SuccessHistory
 ) -> list[Trajectory]:
-    """The step's rollouts under `plan`; `history` learns from every rollout sampled."""
+    """The step's rollouts under `plan`; `history` takes the step's pass rate (and, for knapsack, its successes)."""
     if plan.mode == "uniform":
         trajs = run(problems, [plan.budget // len(problems)] * len(problems))
     elif plan.mode == "knapsack":
         trajs = _knapsack(problems, run, plan, history)
     else:
         trajs = _adaptive(problems, run, plan)
-    if plan.mode != "knapsack":
-        history.record(trajs)
     history.last_pass_rate = sum(t.correct for t in trajs) / max(len(trajs), 1)
     return trajs
 
@@ -133,7 +131,9 @@ def _adaptive(problems: Sequence[Problem], run: RunGroups, plan: Allocation) -> 
     held = dict.fromkeys((p.id for p in problems), 0)
     left = plan.budget
     while left > 0:
-        active = [p for p in problems if held[p.id] < plan.high and not _has_spread(trajs, p.id)]
+        spread = set(groups_with_spread(trajs))
+        mixed = {t.problem_id for t in trajs if t.group_id in spread}
+        active = [p for p in problems if held[p.id] < plan.high and p.id not in mixed]
         if not active:
             break
         stage = [min(plan.presample, plan.high - held[p.id]) for p in active]
@@ -155,11 +155,6 @@ def _share(total: int, room: Sequence[int], step: int) -> list[int]:
                 counts[i] += 1
                 total -= 1
     return counts
-
-
-def _has_spread(trajs: Sequence[Trajectory], problem_id: str) -> bool:
-    rewards = {t.reward for t in trajs if t.problem_id == problem_id}
-    return len(rewards) > 1
 
 
 def groups_with_spread(trajs: Sequence[Trajectory]) -> list[str]:

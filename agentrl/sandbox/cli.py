@@ -158,16 +158,7 @@ def run(
 @app.command()
 def gc() -> None:
     """Remove the docker backend's containers whose owner process is gone (after a crash or a SIGKILL)."""
-    try:
-        import docker
-    except ImportError:
-        raise AgentRLError("`agentrl sandbox gc` cleans up docker sandboxes: pip install 'agentrl[docker]'") from None
-    from agentrl.sandbox.docker import remove_orphans
+    from agentrl.sandbox.docker import engine, remove_orphans
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as e:  # the SDK raises several types for "no engine"
-        raise AgentRLError(f"no Docker engine answers ({e}): nothing to clean up") from None
-    removed = remove_orphans(client)
+    removed = remove_orphans(engine())
     print(f"removed {len(removed)} orphaned sandbox container(s)" + (f": {', '.join(removed)}" if removed else ""))

@@ -110,17 +110,7 @@ class DockerSandbox:
         self._next_sid = 0
         self._dirty: set = set()
         self._source = KERNEL_PATH.read_text()
-        try:
-            import docker
-        except ImportError:
-            raise AgentRLError(
-                "the docker sandbox backend needs the Docker SDK: pip install 'agentrl[docker]'"
-            ) from None
-        try:
-            self._client = client or docker.from_env()
-            self._client.ping()
-        except Exception as e:  # the SDK raises several types for "no engine"
-            raise AgentRLError(f"no Docker engine answers ({e}); start Docker or use backend='local'") from None
+        self._client = engine(client)
         remove_orphans(self._client)
         command = ["python3", "-I", "-S", "-c", self._source, "--listen", _SOCK, json.dumps(self._kernel_config())]
         try:
@@ -231,6 +221,20 @@ class DockerSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def engine(client=None):
+    """A Docker client whose engine answers (`client`, or one from the environment), or a clear error."""
+    try:
+        import docker
+    except ImportError:
+        raise AgentRLError("the docker sandbox backend needs the Docker SDK: pip install 'agentrl[docker]'") from None
+    try:
+        client = client or docker.from_env()
+        client.ping()
+    except Exception as e:  # the SDK raises several types for "no engine"
+        raise AgentRLError(f"no Docker engine answers ({e}); start Docker or use backend='local'") from None
+    return client
 
 
 def container_options(limits: Limits, sandbox_id: str, runtime: str | None = None) -> dict[str, Any]:

@@ -105,9 +105,8 @@ def sample_step(
     sampled, cost = sample(loop, step_problems(pool, cfg.train.seed, step, want), policy, cfg, step, history)
     refills = 0
     if cfg.algo.filter_zero_variance:
-        while len(groups_with_spread(sampled)) < want and refills < cfg.algo.max_refills:
+        while (missing := want - len(groups_with_spread(sampled))) > 0 and refills < cfg.algo.max_refills:
             refills += 1
-            missing = want - len(groups_with_spread(sampled))
             problems = step_problems(pool, cfg.train.seed, step, missing, refills)
             more, more_cost = sample(loop, problems, policy, cfg, step, history, refills)
             sampled, cost = sampled + more, cost + more_cost
