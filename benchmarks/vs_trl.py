@@ -323,8 +323,8 @@ def prepare_models(args, work: str) -> list[Setting]:
 
 
 FIXTURE_SIZE = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_key_value_heads": 2}
-"""A Qwen2.5 fixture (random weights, the real chat template): it drives TRL's tool loop end to end, but it never
-learns to call a tool within an SFT that 2 CPU cores afford, so its rows time generation, not a multi-turn run."""
+"""A Qwen2.5 fixture (random weights, the real chat template): it drives TRL's tool loop end to end, but it is not
+trained to call a tool, so its rows time generation, not a multi-turn run."""
 
 
 def main() -> None:
