@@ -23,13 +23,14 @@ from typing import Literal
 import torch
 from rich.console import Console
 
-from agentrl.config import config_to_yaml
+from agentrl.config import Config, config_to_yaml, read_yaml
 from agentrl.errors import AgentRLError
 from agentrl.sweep.spec import Point, SweepSpec
 from agentrl.tasks import task_config
 from agentrl.train.checkpoint import list_checkpoints
 from agentrl.train.progress import progress_hooks
 from agentrl.train.rundir import RunDir
+from agentrl.train.start import shares_cold_start
 from agentrl.train.trainer import Hooks, train
 
 State = Literal["done", "interrupted", "failed", "pending"]
@@ -76,7 +77,8 @@ def save_spec(spec: SweepSpec, runs_dir: str | Path) -> None:
     """Write the spec beside its runs; a different spec under the same name is refused (its runs would mix)."""
     path = sweep_dir(spec, runs_dir) / "sweep.yaml"
     text = config_to_yaml(spec)
-    if path.is_file() and path.read_text() != text:
+    # compared as specs, not as text: a spec saved by an older agentrl reads a field added since as its default
+    if path.is_file() and SweepSpec.model_validate(read_yaml(path)) != spec:
         raise AgentRLError(
             f"{path.parent} holds a different sweep (its spec: {path}); give this one another --name, "
             "or run that spec again to resume it"
@@ -123,11 +125,24 @@ def run_one(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, hooks: Hooks) 
     cfg, task = task_config(spec.task, None, overrides)
     rundir = RunDir(run.path)
     resume = bool(list_checkpoints(rundir.checkpoints))
+    source = None
     if not resume:  # stopped before its first checkpoint: start it over
         for partial in (rundir.metrics, rundir.rollouts):
             partial.unlink(missing_ok=True)
         rundir = RunDir.create(cfg, task.name)
-    train(cfg, task, rundir, resume=resume, hooks=hooks)
+        source = cold_start_source(spec, run, runs_dir, cfg)
+    train(cfg, task, rundir, resume=resume, hooks=hooks, start_from=source)
+
+
+def cold_start_source(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, cfg: Config) -> RunDir | None:
+    """Another run of the same seed whose cold start (SFT, evaluation before RL) `run` would repeat, if one has
+    finished it and the spec shares cold starts."""
+    if not spec.share_cold_start:
+        return None
+    for other in sweep_runs(spec, runs_dir):
+        if other.seed == run.seed and other != run and shares_cold_start(cfg, RunDir(other.path)):
+            return RunDir(other.path)
+    return None
 
 
 def attempt(spec: SweepSpec, run: SweepRun, runs_dir: str | Path, hooks: AbstractContextManager[Hooks]) -> State:

@@ -60,6 +60,10 @@ class SweepSpec(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     """With match tokens or seconds: the most RL steps a run may take to spend its budget (default: 4 x its
     train.steps)."""
+    share_cold_start: bool = True
+    """Runs of one seed whose points differ only in RL settings (estimator, sampler shape, RL budget, RL learning
+    rate...) share one cold start: the first to finish SFT and the evaluation before RL hands both to the others,
+    which continue exactly as if they had run it (`agentrl.train.start`)."""
 
     @field_validator("grid")
     @classmethod

@@ -6,6 +6,7 @@ runs/NAME/
   rollouts.jsonl     every trajectory: token ids, text, reward, per step
   checkpoints/       step-NNNNNN/ (atomic; only the newest few are kept)
   sft_model/         the policy before RL (never pruned; the reference model of the KL term)
+  rl_start.pt        the cold start's log records and RNG states (another run's RL can start from it)
   summary.json       pass@1 before and after RL
   tensorboard/       TensorBoard event files (train.loggers: tensorboard)
   wandb/, wandb-id   the W&B run's local files, and its id (train.loggers: wandb)
@@ -30,6 +31,7 @@ class RunDir:
         self.rollouts = path / "rollouts.jsonl"
         self.checkpoints = path / "checkpoints"
         self.sft_model = path / "sft_model"
+        self.rl_start = path / "rl_start.pt"
         self.summary = path / "summary.json"
         self.config = path / "config.yaml"
         self.tensorboard = path / "tensorboard"

@@ -42,6 +42,7 @@ from agentrl.train.metrics import rollout_metrics
 from agentrl.train.packing import packing_unsupported
 from agentrl.train.rundir import RunDir
 from agentrl.train.sft import expert_trajectories, sft
+from agentrl.train.start import adopt_start, save_start
 from agentrl.trajectory import Trajectory
 
 TRAIN_POOL = 5000  # train-split problems drawn from; step s uses a seeded sample of them
@@ -215,9 +216,43 @@ def budget_spent(cfg: Config, state: dict) -> str | None:
     return None
 
 
-def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hooks | None = None) -> dict:
+def cold_start(model, tokenizer, engine: Engine, loop: AgentLoop, task: Task, cfg: Config, hooks: Hooks):
+    """SFT on the task's demonstrations (LoRA: an adapter, merged into the weights), then the held-out pass@1
+    before RL; returns the model and the log records (the evaluation's last)."""
+    records = []
+    if cfg.sft.steps:
+        demos = expert_trajectories(loop, task, cfg.sft.num_demos, cfg.train.seed)
+        hooks.stage("sft", cfg.sft.steps)
+        lora = cfg.model.lora if cfg.model.lora.r else None
+        tuned = add_lora(model, lora) if lora else model
+        last = sft(
+            tuned,
+            demos,
+            cfg.sft,
+            tokenizer.pad_token_id,
+            engine.generator,
+            lambda s, loss: hooks.advance({"sft_loss": loss}),
+        )
+        model = tuned.merge_and_unload() if lora else model  # RL starts from the merged weights
+        records.append({"stage": "sft", "sft_loss": last, "demos": len(demos)})
+        engine.sync_weights(model)
+    hooks.stage("eval before RL", 0)
+    model.eval()
+    records.append({"stage": "eval_before", **evaluate(loop, engine, task, cfg)})
+    return model, records
+
+
+def train(
+    cfg: Config,
+    task: Task,
+    run: RunDir,
+    resume: bool = False,
+    hooks: Hooks | None = None,
+    start_from: RunDir | None = None,
+) -> dict:
     """SFT (once), evaluate, RL for cfg.train.steps (or until its token or seconds budget is spent), evaluate;
-    returns the summary."""
+    returns the summary. `start_from`: a run whose cold start (SFT and the evaluation before RL) this one shares
+    instead of repeating it (`agentrl.train.start.shares_cold_start`)."""
     hooks = hooks or Hooks()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -244,6 +279,8 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
         if checkpoints:
             model, tokenizer = load_pretrained(checkpoints[-1], device, cfg.train.dtype, trainable_adapter=True)
             hooks.log(f"resumed from {checkpoints[-1]} (step {state['step']})")
+        elif start_from:
+            model, tokenizer = load_pretrained(start_from.sft_model, device, cfg.train.dtype)
         else:
             model, tokenizer = load_policy(cfg.model, task.vocabulary_sample, cfg.train.seed, device, cfg.train.dtype)
         if cfg.train.dtype == "bfloat16" and bf16_is_emulated(device):
@@ -270,28 +307,18 @@ def train(cfg: Config, task: Task, run: RunDir, resume: bool = False, hooks: Hoo
 
         # --- cold start: SFT on expert demonstrations, then the pass@1 before RL ---
         if state["eval_before"] is None:
-            if cfg.sft.steps:
-                demos = expert_trajectories(loop, task, cfg.sft.num_demos, cfg.train.seed)
-                hooks.stage("sft", cfg.sft.steps)
-                tuned = add_lora(model, lora) if lora else model
-                last = sft(
-                    tuned,
-                    demos,
-                    cfg.sft,
-                    tokenizer.pad_token_id,
-                    engine.generator,
-                    lambda s, loss: hooks.advance({"sft_loss": loss}),
-                )
-                model = tuned.merge_and_unload() if lora else model  # RL starts from the merged weights
-                logger.log(0, {"stage": "sft", "sft_loss": last, "demos": len(demos)})
-                engine.sync_weights(model)
-            hooks.stage("eval before RL", 0)
-            model.eval()
-            state["eval_before"] = evaluate(loop, engine, task, cfg)
-            logger.log(0, {"stage": "eval_before", **state["eval_before"]})
+            if start_from:
+                records = adopt_start(start_from, run, engine.generator)
+                hooks.log(f"cold start shared with {start_from.path}")
+            else:
+                model, records = cold_start(model, tokenizer, engine, loop, task, cfg, hooks)
+                model.save_pretrained(run.sft_model)
+                tokenizer.save_pretrained(run.sft_model)
+                save_start(run, records, engine.generator)
+            for record in records:
+                logger.log(0, record)
+            state["eval_before"] = {k: v for k, v in records[-1].items() if k != "stage"}
             hooks.log(f"held-out pass@1 before RL: {state['eval_before']['pass@1']:.3f}")
-            model.save_pretrained(run.sft_model)
-            tokenizer.save_pretrained(run.sft_model)
             if lora:  # a fresh adapter for RL, in place: the engine generates with it
                 model = add_lora(model, lora, base=run.sft_model)
 

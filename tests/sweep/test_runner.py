@@ -8,9 +8,10 @@ from contextlib import nullcontext
 
 import pytest
 
+from agentrl.config import config_to_yaml
 from agentrl.errors import AgentRLError
 from agentrl.sweep.report import write_report
-from agentrl.sweep.runner import run_sweep, sweep_runs
+from agentrl.sweep.runner import run_sweep, save_spec, sweep_runs
 from agentrl.sweep.spec import SweepSpec
 from agentrl.train.trainer import Hooks
 from tests.conftest import TINY_OVERRIDES
@@ -86,8 +87,37 @@ def test_a_different_spec_under_the_same_name_is_refused(tmp_path):
         run_sweep(spec, tmp_path)
 
 
+def test_a_spec_saved_before_a_field_was_added_still_resumes(tmp_path):
+    spec = SweepSpec(name="s", task="arith-python", grid={"algo.advantage": ["grpo", "rloo"]}, sets=SETS)
+    (tmp_path / "s").mkdir()
+    saved = config_to_yaml(spec).replace("share_cold_start: true\n", "")
+    (tmp_path / "s" / "sweep.yaml").write_text(saved)
+    save_spec(spec, tmp_path)  # not refused
+    with pytest.raises(AgentRLError, match="holds a different sweep"):
+        save_spec(spec.model_copy(update={"share_cold_start": False}), tmp_path)
+
+
 def summary(run) -> dict:
     return json.loads((run.path / "summary.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", [True, False])
+def test_points_of_one_seed_share_one_cold_start(tmp_path, share):
+    points = {"grpo": ["algo.advantage=grpo"], "rloo": ["algo.advantage=rloo"], "short-sft": ["sft.steps=5"]}
+    spec = SweepSpec(name="c", task="arith-python", points=points, seeds=1, sets=SETS, share_cold_start=share)
+    with_sft = []
+
+    def hooks_for(run):
+        return nullcontext(Hooks(stage=lambda name, total: name == "sft" and with_sft.append(run.run_name)))
+
+    assert run_sweep(spec, tmp_path, hooks_for) == {"done": 3, "failed": 0}
+    # rloo starts from grpo's SFT model and evaluation; short-sft's SFT differs, so it runs its own
+    assert with_sft == (
+        ["grpo/seed-0", "short-sft/seed-0"] if share else ["grpo/seed-0", "rloo/seed-0", "short-sft/seed-0"]
+    )
+    grpo, rloo, _ = sweep_runs(spec, tmp_path)  # shared or not, the same cold start
+    assert summary(rloo)["pass@1_before"] == summary(grpo)["pass@1_before"]
 
 
 @pytest.mark.slow
