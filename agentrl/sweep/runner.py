@@ -14,7 +14,7 @@ import os
 import signal
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,12 +169,12 @@ def _attempt_in_worker(spec_data: dict, index: int, runs_dir: str, threads: int)
         return attempt(spec, run, runs_dir, progress_hooks(True, Console(file=log, width=120)))
 
 
-def run_order(spec: SweepSpec, runs: list[SweepRun]) -> list[list[SweepRun]]:
-    """Waves of runs: the baseline's first when the others spend its budget, then the rest."""
-    if spec.match == "steps" or spec.budget is not None:
-        return [runs]
-    baseline = spec.baseline_point()
-    return [[r for r in runs if r.point == baseline], [r for r in runs if r.point != baseline]]
+def waits_for(spec: SweepSpec, run: SweepRun, runs: list[SweepRun]) -> SweepRun | None:
+    """The run that must finish before `run` starts: the baseline's run of its seed, when `run` spends what that
+    one spent."""
+    if spec.match == "steps" or spec.budget is not None or run.point == spec.baseline_point():
+        return None
+    return next(r for r in runs if r.point == spec.baseline_point() and r.seed == run.seed)
 
 
 def run_sweep(
@@ -185,7 +185,8 @@ def run_sweep(
     parallel: int = 1,
 ) -> dict[State, int]:
     """Run every run that is not done (failed ones are tried again), `parallel` at a time (each in a process of
-    its own, with its share of the CPU threads, when more than one); returns how many ended in each state."""
+    its own, with its share of the CPU threads, when more than one); returns how many ended in each state. The runs
+    others wait for go first."""
     save_spec(spec, runs_dir)
     counts: dict[State, int] = {"done": 0, "failed": 0}
     runs = sweep_runs(spec, runs_dir)
@@ -194,15 +195,17 @@ def run_sweep(
         counts[state] += 1
         on_state(run, state)
 
-    for wave in run_order(spec, runs):
-        todo = [run for run in wave if run.state() != "done"]
-        for run in wave:
-            if run not in todo:
-                finished(run, "done")
-        if parallel == 1:
-            for run in todo:
-                finished(run, attempt(spec, run, runs_dir, hooks_for(run)))
-            continue
+    todo = []
+    for run in runs:
+        if run.state() == "done":
+            finished(run, "done")
+        else:
+            todo.append(run)
+    todo.sort(key=lambda run: waits_for(spec, run, runs) is not None)
+    if parallel == 1:
+        for run in todo:
+            finished(run, attempt(spec, run, runs_dir, hooks_for(run)))
+    else:
         run_parallel(spec, runs, todo, runs_dir, parallel, finished)
     return counts
 
@@ -215,22 +218,34 @@ def run_parallel(
     parallel: int,
     finished: Callable[[SweepRun, State], None],
 ) -> None:
-    """`attempt` the runs of `todo` (some of the sweep's `runs`), `parallel` worker processes at a time. Ctrl-C ends
-    the workers at once (a run's checkpoints are written whole or not at all, so each stays resumable)."""
-    indices = [runs.index(run) for run in todo]
+    """`attempt` the runs of `todo` (some of the sweep's `runs`), `parallel` worker processes at a time, each as
+    soon as the run it waits for has finished. Ctrl-C ends the workers at once (a run's checkpoints are written
+    whole or not at all, so each stays resumable)."""
     threads = max(1, (os.cpu_count() or 1) // parallel)
     pool = ProcessPoolExecutor(parallel, multiprocessing.get_context("spawn"), initializer=_die_on_sigint)
+    waiting, running = list(todo), {}
+    unfinished = set(todo)
+
+    def ready() -> SweepRun | None:
+        return next((run for run in waiting if waits_for(spec, run, runs) not in unfinished), None)
+
     try:
-        futures = {pool.submit(_attempt_in_worker, spec.model_dump(), i, str(runs_dir), threads): i for i in indices}
-        for future in as_completed(futures):
-            run = runs[futures[future]]
-            try:
-                state = future.result()
-            except Exception as exc:  # the worker process died (killed, out of memory)
-                run.path.mkdir(parents=True, exist_ok=True)
-                run.failure.write_text(f"its worker process died: {exc!r}\n")
-                state = "failed"
-            finished(run, state)
+        while waiting or running:
+            while len(running) < parallel and (run := ready()) is not None:
+                waiting.remove(run)
+                args = (spec.model_dump(), runs.index(run), str(runs_dir), threads)
+                running[pool.submit(_attempt_in_worker, *args)] = run
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                run = running.pop(future)
+                try:
+                    state = future.result()
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    run.path.mkdir(parents=True, exist_ok=True)
+                    run.failure.write_text(f"its worker process died: {exc!r}\n")
+                    state = "failed"
+                unfinished.discard(run)
+                finished(run, state)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():

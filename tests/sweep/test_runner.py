@@ -11,7 +11,7 @@ import pytest
 from agentrl.config import config_to_yaml
 from agentrl.errors import AgentRLError
 from agentrl.sweep.report import write_report
-from agentrl.sweep.runner import run_sweep, save_spec, sweep_runs
+from agentrl.sweep.runner import run_sweep, save_spec, sweep_runs, waits_for
 from agentrl.sweep.spec import SweepSpec
 from agentrl.train.trainer import Hooks
 from tests.conftest import TINY_OVERRIDES
@@ -159,3 +159,29 @@ def test_runs_in_parallel_worker_processes_finish_and_log_to_their_own_files(tmp
     assert sorted(states) == [("advantage-grpo/seed-0", "done"), ("advantage-rloo/seed-0", "done")]
     for run in sweep_runs(spec, tmp_path):
         assert rl_steps(run) == [1, 2] and "held-out pass@1" in (run.path / "train.log").read_text()
+
+
+def test_a_matched_run_waits_for_the_baseline_run_of_its_own_seed_only(tmp_path):
+    points = {"g2": ["rollout.group_size=2"], "g4": ["rollout.group_size=4"]}
+    spec = SweepSpec(name="w", task="arith-python", points=points, seeds=2, match="tokens", baseline="g4")
+    runs = sweep_runs(spec, tmp_path)
+    assert {r.run_name: getattr(waits_for(spec, r, runs), "run_name", None) for r in runs} == {
+        "g2/seed-0": "g4/seed-0",
+        "g2/seed-1": "g4/seed-1",
+        "g4/seed-0": None,
+        "g4/seed-1": None,
+    }
+    for unmatched in (spec.model_copy(update={"match": "steps"}), spec.model_copy(update={"budget": 1000.0})):
+        assert all(waits_for(unmatched, r, runs) is None for r in runs)
+
+
+@pytest.mark.slow
+def test_matched_runs_in_parallel_each_spend_their_own_seeds_baseline(tmp_path):
+    points = {"g2": ["rollout.group_size=2"], "g4": ["rollout.group_size=4"]}
+    spec = SweepSpec(name="pm", task="arith-python", points=points, seeds=2, sets=SETS, match="tokens", baseline="g4")
+    assert run_sweep(spec, tmp_path, parallel=2) == {"done": 4, "failed": 0}
+    small0, small1, base0, base1 = sweep_runs(spec, tmp_path)
+    for small, base in ((small0, base0), (small1, base1)):
+        budget = summary(base)["rl_sampled_tokens"]
+        assert f"max_sampled_tokens: {budget}" in (small.path / "config.yaml").read_text()
+        assert summary(small)["rl_sampled_tokens"] >= budget
