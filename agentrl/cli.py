@@ -132,12 +132,17 @@ def sweep(
         int, typer.Option(min=1, help="Runs at once, each in its own process with its share of the CPU threads.")
     ] = 1,
     report_only: Annotated[bool, typer.Option("--report", help="Only write the report of what is done.")] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Also copy the report and each finished run's config, metrics and summary here."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
 ) -> None:
     """Run TASK over a grid of config values x seeds, one run directory each, then write the comparison report.
 
     Running the same sweep again resumes it: finished runs are skipped, an interrupted one continues from its last
     checkpoint, a failed one is tried again."""
+    from agentrl.sweep.export import export_results
     from agentrl.sweep.report import write_report
     from agentrl.sweep.runner import run_sweep, save_spec, sweep_dir, sweep_runs
     from agentrl.sweep.spec import build_spec
@@ -170,6 +175,9 @@ def sweep(
         console.print(f"{counts['done']} runs done, {counts['failed']} failed")
     report = write_report(spec, runs_dir)
     typer.echo(f"report: {sweep_dir(spec, runs_dir) / 'report.md'} ({report['runs_done']}/{report['runs_total']} runs)")
+    if export is not None:
+        copied = export_results(spec, runs_dir, export)
+        typer.echo(f"results of {copied} runs copied to {sweep_dir(spec, export)}")
 
 
 def _parse_k(text: str | None) -> list[int] | None:

@@ -10,6 +10,7 @@ import pytest
 
 from agentrl.config import config_to_yaml
 from agentrl.errors import AgentRLError
+from agentrl.sweep.export import export_results
 from agentrl.sweep.report import write_report
 from agentrl.sweep.runner import run_sweep, save_spec, sweep_runs, waits_for
 from agentrl.sweep.spec import SweepSpec
@@ -68,6 +69,12 @@ def test_a_sweep_killed_mid_run_resumes_without_repeating_or_losing_a_run(tmp_pa
     report = write_report(spec, tmp_path)
     assert report["runs_done"] == 4 and [p["runs"] for p in report["points"]] == [2, 2]
     assert (tmp_path / "s" / "report.md").read_text().startswith("# Sweep s: arith-python")
+
+    # the results without weights: the same report from the copy, and every run in it counts as done
+    assert export_results(spec, tmp_path, tmp_path / "kept") == 4
+    assert not list((tmp_path / "kept").rglob("*.safetensors"))
+    assert all(r.state() == "done" for r in sweep_runs(spec, tmp_path / "kept"))
+    assert write_report(spec, tmp_path / "kept") == report
 
 
 @pytest.mark.slow
