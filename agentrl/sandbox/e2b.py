@@ -15,10 +15,19 @@ Each cell of the history is replayed with the time limit it ran under. A replay 
 succeeded before now errs or times out) loses the session: its next cells answer with that error instead of
 running on a state that is not the one the model saw.
 
-Limits: ``timeout`` is enforced by E2B; memory, disk and processes are the template's VM (a warning names the
-limits that are set but not enforced). The VM has no internet unless ``allow_internet=True``. It lives
-``LIFETIME`` seconds past its last use (extended while in use) and is killed on close and at exit. Needs
-``pip install 'agentrl[e2b]'`` and E2B_API_KEY (or ``api_key=``); imported only when used.
+Time limits are agentrl's own: each cell's ``run_code`` runs in a thread the host waits on for ``timeout`` seconds
+(the SDK's own timeout stays as a backstop: it fires late, at twice the time, e2b-dev/E2B issue 1881). A cell still
+running then has its code context removed, which stops it, and the session rolls back as above.
+
+Output is capped as it streams in: a cell keeps ``max_output_bytes`` characters of stdout and stderr in all (stdout
+first), drops the rest and sets ``truncated``, and goes on. The SDK also keeps every streamed line itself, so a cell
+whose output passes ``max(8 * max_output_bytes, 1 MiB)`` characters is stopped there and rolled back, with the error
+``OutputLimitExceeded``: the host holds at most that much of a cell's output (plus the line that crossed it).
+
+Memory, disk and processes are the template's VM (a warning names the limits that are set but not enforced). The VM
+has no internet unless ``allow_internet=True``. It lives ``LIFETIME`` seconds past its last use (extended while in
+use) and is killed on close and at exit. Needs ``pip install 'agentrl[e2b]'`` and E2B_API_KEY (or ``api_key=``);
+imported only when used.
 """
 
 from __future__ import annotations
@@ -43,6 +52,44 @@ class ReplayFailed(Exception):
     """A cell that succeeded before failed when replayed: the session's state cannot be rebuilt."""
 
 
+class OutputLimitExceeded(Exception):
+    """Raised from the SDK's output callback to stop a cell whose output passed the ceiling."""
+
+
+class _Output:
+    """A cell's stdout and stderr as the SDK streams them: each keeps at most `limit` characters and the rest is
+    counted. The SDK also keeps every line it streams (Execution.logs), so past `ceiling` characters in all the
+    callback raises, which ends the stream and so bounds the host's memory. The ceiling is well above the cap so that
+    a cell printing somewhat more than the cap (progress lines, a large table) runs to its end with its state, as in
+    the local backend, while endless output is stopped after a bounded amount; 1 MiB at least, so that a small cap
+    does not stop ordinary cells."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.ceiling = max(8 * limit, 1 << 20)
+        self.kept = {"stdout": "", "stderr": ""}
+        self.seen = 0
+
+    def on_stdout(self, msg) -> None:
+        self._add("stdout", msg.line)
+
+    def on_stderr(self, msg) -> None:
+        self._add("stderr", msg.line)
+
+    def _add(self, stream: str, text: str) -> None:
+        self.seen += len(text)
+        kept = self.kept[stream]
+        if len(kept) < self.limit:
+            self.kept[stream] = kept + text[: self.limit - len(kept)]
+        if self.seen > self.ceiling:
+            raise OutputLimitExceeded(f"the cell's output passed {self.ceiling} characters")
+
+    def text(self) -> tuple[str, str, bool]:
+        """stdout, stderr (at most `limit` characters in all, stdout first), and whether any was dropped."""
+        stdout = self.kept["stdout"]
+        return stdout, self.kept["stderr"][: max(0, self.limit - len(stdout))], self.seen > self.limit
+
+
 class E2BSession:
     def __init__(self, sandbox: E2BSandbox, cwd: str, history: list[tuple[str, float]] | None = None):
         self._sandbox = sandbox
@@ -52,15 +99,51 @@ class E2BSession:
         self._closed = False
         self._lost: str | None = None
         self._ctx = sandbox._new_context(cwd)
-        for code, timeout in history or []:
-            self._replay(code, timeout)
+        try:
+            for code, timeout in history or []:
+                self._replay(code, timeout)
+        except ReplayFailed:
+            self._drop_context()  # and with it a replayed cell still running
+            raise
+
+    def _drop_context(self) -> None:
+        """Remove the code context, which stops a cell still running in it."""
+        try:
+            self._sandbox._sdk.remove_code_context(self._ctx)
+        except Exception:
+            pass
+
+    def _call(self, code: str, timeout: float, out: _Output):
+        """run_code in a daemon thread, waited on for `timeout` seconds: its Execution, or None when the time ran out
+        first (the thread ends when the cell's stream does); raises what run_code raised. The SDK's own timeout is a
+        backstop: it fires late (e2b-dev/E2B issue 1881)."""
+        sdk, ctx, done = self._sandbox._sdk, self._ctx, []
+
+        def call() -> None:
+            try:
+                done.append(
+                    sdk.run_code(code, context=ctx, timeout=timeout, on_stdout=out.on_stdout, on_stderr=out.on_stderr)
+                )
+            except BaseException as e:
+                done.append(e)
+
+        worker = threading.Thread(target=call, daemon=True, name="agentrl-e2b-cell")
+        worker.start()
+        worker.join(timeout)
+        if not done:
+            return None
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        return done[0]
 
     def _replay(self, code: str, timeout: float) -> None:
         """Run a cell of the history again, with the limit it first ran under."""
         try:
-            ex = self._sandbox._sdk.run_code(code, context=self._ctx, timeout=timeout)
+            ex = self._call(code, timeout, _Output(self._sandbox.limits.max_output_bytes))
         except Exception as e:
             raise ReplayFailed(f"{type(e).__name__}: {e}") from None
+        if ex is None:
+            raise ReplayFailed(f"it ran past its {timeout:g} s limit")
         if ex.error is not None:
             raise ReplayFailed(f"{ex.error.name}: {ex.error.value}")
         self._history.append((code, timeout))
@@ -73,21 +156,27 @@ class E2BSession:
             if self._lost is not None:
                 return ExecResult(error=ExecError("SandboxCrash", self._lost))
             self._sandbox._in_use()
+            out = _Output(self._sandbox.limits.max_output_bytes)
             t0 = time.perf_counter()
             try:
-                ex = self._sandbox._sdk.run_code(code, context=self._ctx, timeout=timeout)
+                ex = self._call(code, timeout, out)
+            except OutputLimitExceeded as e:
+                name, why = "OutputLimitExceeded", f"{e}: the cell was stopped"
             except Exception as e:
-                timed_out = "timeout" in type(e).__name__.lower()
-                name = "TimeoutError" if timed_out else "SandboxCrash"
-                error = ExecError(name, f"{e}; {self._rebuild()}")
-                return ExecResult(error=error, timed_out=timed_out, duration_s=time.perf_counter() - t0)
-            return self._result(code, timeout, ex, time.perf_counter() - t0)
+                name = "TimeoutError" if "timeout" in type(e).__name__.lower() else "SandboxCrash"
+                why = str(e)
+            else:
+                if ex is not None:
+                    return self._result(code, timeout, ex, out, time.perf_counter() - t0)
+                name, why = "TimeoutError", f"the cell ran past its {timeout:g} s limit"
+            # the cell was stopped (time, output) or the sandbox failed: roll the session back to before it
+            duration = time.perf_counter() - t0
+            stdout, stderr, truncated = out.text()
+            error = ExecError(name, f"{why}; {self._rebuild()}")
+            return ExecResult(stdout, stderr, None, error, name == "TimeoutError", duration, truncated)
 
-    def _result(self, code: str, timeout: float, ex, duration: float) -> ExecResult:
-        limit = self._sandbox.limits.max_output_bytes
-        stdout, stderr = "".join(ex.logs.stdout), "".join(ex.logs.stderr)
-        truncated = len(stdout) + len(stderr) > limit
-        stdout, stderr = stdout[:limit], stderr[: max(0, limit - len(stdout))]
+    def _result(self, code: str, timeout: float, ex, out: _Output, duration: float) -> ExecResult:
+        stdout, stderr, truncated = out.text()
         main = [r for r in ex.results if getattr(r, "is_main_result", False)]
         result = main[0].text if main else None
         error = None
@@ -102,10 +191,7 @@ class E2BSession:
     def _rebuild(self) -> str:
         """Replace the context by a replay of the successful cells (the state from before the cell); what became
         of the session, for the error message."""
-        try:
-            self._sandbox._sdk.remove_code_context(self._ctx)
-        except Exception:
-            pass
+        self._drop_context()
         history, self._history = self._history, []
         try:
             self._ctx = self._sandbox._new_context(self.workdir)
@@ -133,10 +219,7 @@ class E2BSession:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self._sandbox._sdk.remove_code_context(self._ctx)
-            except Exception:
-                pass
+            self._drop_context()
 
     def __enter__(self) -> E2BSession:
         return self
