@@ -18,6 +18,12 @@ Processes (all inside one container):
 
 Frames are a 4-byte big-endian length and a JSON object; file descriptors (a new channel for a
 session or a fork) ride along as SCM_RIGHTS on the first byte of a frame.
+
+Docker mode (`zygote_listen`, `relay`, `kill_session`): the zygote listens on a Unix socket; the
+first connection brings its config, each later one asks for a session. The host reaches a session
+through a `relay` process (``docker exec -i``) that copies its stdin/stdout to the socket and, when
+its stdin ends, kills the session it served. ``--seccomp ARCH:BASE64`` on any mode's command line
+installs that filter first (`load_seccomp`); bubblewrap loads it for the local mode.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ _HDR = struct.Struct(">I")
 _MAX_FDS = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 
 
 # ---------------------------------------------------------------- framing (shared with the host)
@@ -113,8 +122,8 @@ def _prctl(option: int, arg: int) -> None:
         pass
 
 
-def _proc_parents() -> dict[int, int]:
-    """pid -> parent pid for every process of this pid namespace (from /proc)."""
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process session id) for every process of this pid namespace (from /proc)."""
     table = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -122,10 +131,15 @@ def _proc_parents() -> dict[int, int]:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[-1].split()
-            table[int(name)] = int(fields[1])
+            table[int(name)] = (int(fields[1]), int(fields[3]))
         except (OSError, IndexError, ValueError):
             continue
     return table
+
+
+def _proc_parents() -> dict[int, int]:
+    """pid -> parent pid for every process of this pid namespace."""
+    return {pid: parent for pid, (parent, _sid) in _proc_table().items()}
 
 
 def _kill_tree(root: int, include_root: bool = True) -> None:
@@ -155,6 +169,69 @@ def _kill_tree(root: int, include_root: bool = True) -> None:
             stopped.append(pid)
     for pid in stopped:
         _signal(pid, signal.SIGKILL)
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL a session kernel (docker mode): every process of its process session `sid` (the pid
+    its first kernel process gave in its hello, which leads that session) and everything its cells
+    started, setsid or not. Its forks, which lead process sessions of their own as children of the
+    kernel, live on. Like `_kill_tree`, it stops them round by round until no new one appears."""
+    if sid <= 1:
+        return
+    me = os.getpid()
+    stopped: set[int] = set()
+    for _ in range(200):
+        table = _proc_table()
+        kids: dict[int, list[int]] = {}
+        for pid, (parent, _sid) in table.items():
+            kids.setdefault(parent, []).append(pid)
+        members = {pid for pid, (_parent, s) in table.items() if s == sid}
+        victims = set(members)
+        # below a member whose parent is a member (a cell, or a process a thread started), take
+        # everything; below the kernel itself (a member whose parent is not) only members, so not forks
+        stack = [pid for pid in members if table[pid][0] in members]
+        while stack:
+            pid = stack.pop()
+            victims.add(pid)
+            stack.extend(k for k in kids.get(pid, []) if k not in victims)
+        new = victims - stopped - {me}
+        if not new:
+            break
+        for pid in new:
+            _signal(pid, signal.SIGSTOP)
+        stopped |= new
+    for pid in stopped:
+        _signal(pid, signal.SIGKILL)
+
+
+def load_seccomp(spec: str) -> bool:
+    """Install a seccomp filter on this process and everything it forks, for good (with
+    no_new_privs, which it sets). `spec` is "ARCH:BASE64" (the machine the filter is written for and
+    its `struct sock_filter` array). On another machine it installs nothing and returns False; a
+    filter that the kernel refuses raises OSError."""
+    global _libc
+    import base64
+    import ctypes
+
+    arch, _, b64 = spec.partition(":")
+    if os.uname().machine != arch:
+        return False
+    prog = base64.b64decode(b64)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    ul = ctypes.c_ulong
+    for option, arg in ((PR_SET_NO_NEW_PRIVS, ul(1)), (PR_SET_SECCOMP, ul(SECCOMP_MODE_FILTER))):
+        extra = ctypes.byref(fprog) if option == PR_SET_SECCOMP else ul(0)
+        if _libc.prctl(option, arg, extra, ul(0), ul(0)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+    return True
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -675,18 +752,44 @@ def zygote(ctl_fd: int) -> None:
     os._exit(0)
 
 
-def zygote_listen(path: str, cfg: dict) -> None:
+def zygote_listen(path: str, seccomp: str | None = None) -> None:
     """Docker mode: sessions arrive as connections to a Unix socket (from `relay` processes that
-    `docker exec` starts); each connection's first frame asks for a new session."""
-    failed = _prepare(cfg)
-    if failed:
-        print("preload failed: " + "; ".join(failed), file=sys.stderr, flush=True)
-        os._exit(1)
+    `docker exec` starts). The filter `seccomp` is installed first, before anything else runs. The
+    first connection brings the config (limits, preloads, inline files: too large for a command
+    line) and gets {"ready", "failed", "error", "seccomp"} back; each later connection's first frame
+    asks for a new session."""
+    error, filtered = None, False
+    if seccomp:
+        try:
+            filtered = load_seccomp(seccomp)
+        except Exception as e:  # reported to the host through the first connection, which raises a clear error
+            error = f"installing the seccomp filter failed: {type(e).__name__}: {e}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         os.unlink(path)
     listener.bind(path)
     listener.listen(128)
+    cfg = None
+    while cfg is None:
+        conn, _ = listener.accept()
+        try:
+            msg, _ = recv(conn)
+        except (OSError, ProtocolError):
+            msg = None
+        if msg and msg.get("op") == "config":
+            cfg = msg
+        else:
+            conn.close()
+    failed = [] if error else _prepare(cfg)
+    reply = {"ready": not (error or failed), "failed": failed, "error": error, "seccomp": filtered}
+    try:
+        send(conn, reply)
+    except OSError:
+        pass
+    conn.close()
+    if not reply["ready"]:
+        print(f"the sandbox kernel did not start: {error or '; '.join(failed)}", file=sys.stderr, flush=True)
+        os._exit(1)
     while True:
         conn, _ = listener.accept()
         try:
@@ -699,9 +802,18 @@ def zygote_listen(path: str, cfg: dict) -> None:
             conn.close()
 
 
+_HELLO_MAX = 4096
+
+
 def relay(path: str, wait_s: float = 30.0) -> None:
     """Copy bytes between stdin/stdout and the Unix socket `path` (a session's channel, through
-    `docker exec -i`). Waits up to `wait_s` for the socket to appear."""
+    `docker exec -i`). Waits up to `wait_s` for the socket to appear.
+
+    When stdin ends, or stdout breaks, the host has closed the session or given up on it: the relay
+    then kills that session's kernel, its cells and what they started (`kill_session`, by the pid
+    of the session's first frame, its hello) and exits, so nothing it served runs on in the
+    container. stdout is written without blocking, so a host that stops reading cannot keep the
+    relay from seeing stdin end."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     deadline = time.monotonic() + wait_s
     while True:
@@ -712,30 +824,96 @@ def relay(path: str, wait_s: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-    watch = [0, sock.fileno()]
-    while watch:
-        for fd in select.select(watch, [], [])[0]:
-            if fd == 0:
+    os.set_blocking(1, False)
+    out = bytearray()  # from the session, not yet written to stdout
+    head: bytearray | None = bytearray()  # the session's first frame, until it is read
+    sid = None
+    sock_open = True
+    while sock_open or out:
+        watch = [0] + ([sock] if sock_open and len(out) < 1 << 20 else [])
+        readable, writable, _ = select.select(watch, [1] if out else [], [])
+        host_gone = False
+        if 0 in readable:
+            try:
                 data = os.read(0, 1 << 16)
-                if not data:
-                    sock.shutdown(socket.SHUT_WR)
-                    watch.remove(0)
-                else:
-                    sock.sendall(data)
-            else:
+            except BlockingIOError:  # stdin may share stdout's file (a socket), made non-blocking above
+                continue
+            except OSError:
+                data = b""
+            host_gone = not data
+            try:
+                sock.sendall(data)
+            except OSError:
+                sock_open = False  # the session is gone; what it sent last still goes out
+        if sock in readable:
+            try:
                 data = sock.recv(1 << 16)
-                if not data:
-                    return
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(1, view) :]
+            except OSError:
+                data = b""
+            sock_open = sock_open and bool(data)
+            out += data
+            if head is not None and data:
+                head += data[: 4 + _HELLO_MAX - len(head)]
+                sid, head = _hello_sid(head)
+        if writable and not host_gone:
+            try:
+                del out[: os.write(1, out)]
+            except BlockingIOError:
+                pass
+            except OSError:
+                host_gone = True
+        if host_gone:
+            try:
+                sock.shutdown(socket.SHUT_WR)  # a kernel at rest ends on its own
+            except OSError:
+                pass
+            if sid is not None:
+                kill_session(sid)
+            return
+
+
+def _hello_sid(head: bytearray) -> tuple[int | None, bytearray | None]:
+    """The session id a session's hello names, once `head` holds that frame: (sid or None, None);
+    (None, head) while it is incomplete. Frames other than a session's hello name none."""
+    if len(head) < 4:
+        return None, head
+    size = _HDR.unpack_from(head)[0]
+    if size > _HELLO_MAX:
+        return None, None
+    if len(head) < 4 + size:
+        return None, head
+    try:
+        hello = json.loads(bytes(head[4 : 4 + size]))
+    except ValueError:
+        return None, None
+    ok = isinstance(hello, dict) and hello.get("workdir") and type(hello.get("pid")) is int
+    return (hello["pid"] if ok else None), None
 
 
 def main(argv: list[str]) -> None:
+    seccomp = None
+    if "--seccomp" in argv:
+        i = argv.index("--seccomp")
+        seccomp = argv[i + 1]
+        del argv[i : i + 2]
     if argv[:1] == ["--listen"]:
-        zygote_listen(argv[1], json.loads(argv[2]))
-    elif argv[:1] == ["--attach"]:
+        zygote_listen(argv[1], seccomp)
+        return
+    if argv[:1] == ["--attach"]:
+        if seccomp:
+            try:
+                load_seccomp(seccomp)
+            except Exception as e:  # refuse to relay, and tell the host why in the frame it waits for
+                why = f"installing the seccomp filter failed: {type(e).__name__}: {e}"
+                data = json.dumps({"ready": False, "error": why}).encode()
+                os.write(1, _HDR.pack(len(data)) + data)
+                os._exit(1)
         relay(argv[1])
+        return
+    if seccomp:
+        load_seccomp(seccomp)
+    if argv[:1] == ["--reap"]:
+        kill_session(int(argv[1]))
     else:
         zygote(int(argv[0]) if argv else 3)
 

@@ -1,7 +1,8 @@
 """A seccomp-BPF deny list for the local sandbox, assembled here (no libseccomp binding needed).
 
 bubblewrap loads it (``--seccomp FD``) into the container's first process, so the zygote, every
-session and every cell inherit it; with ``no_new_privs`` it can never be lifted. It denies, with
+session and every cell inherit it; with ``no_new_privs`` it can never be lifted. The docker backend
+has the kernel install it itself (`_kernel.load_seccomp`), on top of Docker's default profile. It denies, with
 EPERM, the syscalls that container escapes and kernel exploits usually start from, and that Python
 code has no business calling: ptrace and cross-process memory access, (u)mount and the new mount
 API, new namespaces (unshare, setns, clone with CLONE_NEW* flags), kernel modules, kexec, bpf,

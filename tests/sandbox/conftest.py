@@ -1,27 +1,90 @@
-"""Fixtures for the sandbox tests (the shared checks live in sandbox_helpers.py)."""
+"""Fixtures for the sandbox tests (the shared checks live in sandbox_helpers.py).
+
+The security suite (test_security_*.py) runs against each backend that isolates code on this
+machine's terms: `local` (bubblewrap) and `docker` (marked ``docker``; select it with ``-m docker``).
+A docker variant runs where a Docker engine answers and the image `agentrl-sandbox:latest` exists
+(``docker build -t agentrl-sandbox -f sandboxes/Dockerfile .``), and is skipped with the reason
+otherwise. A test whose assertion only holds for the local backend carries
+``@pytest.mark.local_only("why")``: its docker variant is skipped with that reason.
+"""
 
 from __future__ import annotations
 
+import functools
 import shutil
 
 import pytest
 
 from agentrl.sandbox import open_sandbox
 
+DOCKER_IMAGE = "agentrl-sandbox:latest"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "local_only(why): a security test whose assertion holds for the local backend")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames or not metafunc.module.__name__.rpartition(".")[2].startswith(
+        "test_security_"
+    ):
+        return
+    docker_marks = [pytest.mark.docker]
+    local_only = metafunc.definition.get_closest_marker("local_only")
+    if local_only is not None:
+        docker_marks.append(pytest.mark.skip(reason=f"local backend only: {local_only.args[0]}"))
+    params = [pytest.param("local"), pytest.param("docker", marks=docker_marks)]
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+@functools.cache
+def docker_unavailable() -> str | None:
+    """Why the docker backend cannot run here (None when it can); asked once per test run."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker SDK is not installed (pip install 'agentrl[docker]')"
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as e:  # the SDK raises several types for "no engine"
+        return f"no Docker engine answers ({type(e).__name__}: {str(e)[:200]})"
+    try:
+        client.images.get(DOCKER_IMAGE)
+    except docker.errors.ImageNotFound:
+        return f"no image {DOCKER_IMAGE}: docker build -t agentrl-sandbox -f sandboxes/Dockerfile ."
+    except Exception as e:
+        return f"the Docker engine could not list images ({type(e).__name__}: {e})"
+    finally:
+        client.close()
+    return None
+
 
 @pytest.fixture(scope="module")
-def sandbox():
-    """One local sandbox shared by a test module (behaviour tests)."""
-    if shutil.which("bwrap") is None:
+def backend(request) -> str:
+    """The sandbox backend under test: "local", or "docker" for the security suite's docker variants."""
+    name = getattr(request, "param", "local")
+    if name == "docker" and (why := docker_unavailable()) is not None:
+        pytest.skip(why)
+    return name
+
+
+def _needs_bwrap(backend: str) -> None:
+    if backend == "local" and shutil.which("bwrap") is None:
         pytest.skip("bubblewrap (bwrap) is not installed")
-    with open_sandbox(timeout=5) as sb:
+
+
+@pytest.fixture(scope="module")
+def sandbox(backend):
+    """One sandbox shared by a test module (behaviour tests)."""
+    _needs_bwrap(backend)
+    with open_sandbox(backend, timeout=5) as sb:
         yield sb
 
 
 @pytest.fixture
-def fresh_sandbox():
+def fresh_sandbox(backend):
     """A small sandbox of its own, for an attack that may damage it."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap (bwrap) is not installed")
-    with open_sandbox(timeout=3, max_procs=32, memory_mb=512, disk_mb=64) as sb:
+    _needs_bwrap(backend)
+    with open_sandbox(backend, timeout=3, max_procs=32, memory_mb=512, disk_mb=64) as sb:
         yield sb

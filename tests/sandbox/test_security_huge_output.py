@@ -5,8 +5,8 @@ from agentrl.sandbox import open_sandbox
 from .sandbox_helpers import assert_contained
 
 
-def test_huge_output_is_truncated():
-    with open_sandbox(max_output_bytes=10_000) as sb:
+def test_huge_output_is_truncated(backend):
+    with open_sandbox(backend, max_output_bytes=10_000) as sb:
         r = sb.session().run("import sys\nprint('x' * 10**8)\nsys.stderr.write('e' * 10**7)\n1")
         assert r.truncated
         assert len(r.stdout) + len(r.stderr) <= 10_000

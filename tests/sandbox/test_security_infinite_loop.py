@@ -22,10 +22,10 @@ def test_loop_in_c_code(fresh_sandbox):
     assert_contained(fresh_sandbox)
 
 
-def test_cpu_limit():
+def test_cpu_limit(backend):
     from agentrl.sandbox import open_sandbox
 
-    with open_sandbox(cpu_s=1, timeout=10) as sb:
+    with open_sandbox(backend, cpu_s=1, timeout=10) as sb:
         s = sb.session()
         s.run("n = 1")
         r = s.run("while True:\n    n += 1")

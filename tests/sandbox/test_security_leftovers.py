@@ -2,11 +2,14 @@
 
 import time
 
+import pytest
+
 from agentrl.sandbox import open_sandbox
 
 from .sandbox_helpers import host_pids_in_pid_namespace, host_pids_of_uid, wait_until
 
 
+@pytest.mark.local_only("counted through host uids; test_docker_lifetime.py checks the docker kernels' end")
 def test_session_close_kills_its_processes(fresh_sandbox):
     s = fresh_sandbox.session()
     s.run("import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()")

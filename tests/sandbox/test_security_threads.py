@@ -1,5 +1,7 @@
 """Threads that outlive their cell do not disturb later cells and end with the session."""
 
+import pytest
+
 from .sandbox_helpers import assert_contained, host_pids_of_uid, wait_until
 
 
@@ -18,6 +20,7 @@ def test_busy_thread_outliving_its_cell(fresh_sandbox):
     assert_contained(fresh_sandbox)
 
 
+@pytest.mark.local_only("counted through host uids; test_docker_lifetime.py checks the docker kernels' end")
 def test_non_daemon_thread_does_not_hold_the_kernel(fresh_sandbox):
     s = fresh_sandbox.session()
     s.run("import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()")
