@@ -204,12 +204,14 @@ class TrainConfig(Section):
     pass; a larger one runs the output head and log-softmax on the response positions only, as many at a time as
     fit, recomputed in the backward pass. Only large vocabularies notice (8 x 512 tokens of a 152k vocabulary hold
     2.3 GiB per copy of their logits)."""
-    shared_prefix: Literal["auto", "off"] = "auto"
+    shared_prefix: Literal["auto", "mask", "segments", "off"] = "auto"
     """Tokens that several trajectories of one prompt share (the prompt of a chain group, the shared steps of a
     tree) are computed once in the update's forward and backward passes and in the old-policy and reference
-    log-probs: a prompt's trajectories run as one packed sequence with a prefix-tree attention mask (docs/
-    algorithms.md). The update is the per-trajectory one. auto: on when the model's attention takes a custom mask
-    (sdpa or eager, no sliding-window layers); off: each trajectory on its own."""
+    log-probs; the update is the per-trajectory one (docs/algorithms.md). A prompt's trajectories form a pack, a
+    prefix tree of tokens, which runs either in one pass under a tree attention mask (mask) or segment by segment,
+    each stretch between branch points on its ancestors' cached keys and values (segments). auto: on when the
+    model's attention takes a custom mask (sdpa or eager, no sliding-window layers), segments for long packs and
+    the mask for short ones; off: each trajectory on its own."""
     loggers: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]
     """Where metrics go, e.g. `--set train.loggers=[jsonl,tensorboard]`. jsonl (the run's metrics.jsonl) is always
     written, listed or not; tensorboard: event files in the run's tensorboard/; wandb: a W&B run, offline unless

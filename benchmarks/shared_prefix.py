@@ -1,15 +1,16 @@
-"""The update with shared prefixes computed once (train.shared_prefix=auto) against each trajectory on its own
-(off), on the same sampled trees, in the same run.
+"""The update with shared prefixes computed once against each trajectory on its own (train.shared_prefix=off), on
+the same sampled trees, in the same run: packs under a tree mask (mask) and packs run segment by segment on cached
+keys and values (segments).
 
 Per task: a short SFT of the task's default tiny model, then one step of Tree-GRPO trees (M,N,L = 2,4,2 by
-default, every leaf kept) sampled from it; the same trajectories are updated with both settings, each time from
+default, every leaf kept) sampled from it; the same trajectories are updated with each setting, each time from
 the same weights and a fresh AdamW. Printed: the share of context tokens that are shared (a shared token is counted
 once per trajectory that holds it), tokens the forward passes compute, the median update seconds (old-policy
-log-probs, the reference's log-probs and the PPO update), and the ratio. Chains of the same prompts (G=8, sharing
-their prompt only) are shown beside.
+log-probs, the reference's log-probs and the PPO update), and the ratios to each trajectory alone. Chains of the
+same prompts (G=8, sharing their prompt only) are shown beside.
 
-Run: `python benchmarks/shared_prefix.py [--tasks arith-python web-qa] [--repeats 5]` (about 6 min on 2 CPU
-cores; web-qa's SFT demos drive a real browser).
+Run: `python benchmarks/shared_prefix.py [--tasks arith-python web-qa] [--repeats 5]` (web-qa's SFT demos drive a
+real browser).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def main() -> None:
     m, n, depth = (int(x) for x in args.shape.split(","))
 
     table = Table(title=f"update with shared prefixes computed once vs each trajectory alone, trees {args.shape}")
-    for column in ("task", "sampler", "trajectories", "shared", "forward tokens", "alone s", "shared s", "speed-up"):
+    columns = ("task", "sampler", "trajectories", "shared", "forward tokens", "alone s", "mask s", "segments s")
+    for column in (*columns, "mask speed-up", "segments speed-up"):
         table.add_column(column)
     with tempfile.TemporaryDirectory() as runs_dir:
         for name in args.tasks:
@@ -101,7 +103,8 @@ def main() -> None:
             for sampler in ("tree", "chain"):
                 trajs = sampled(task, cfg, model, tokenizer, sampler)
                 alone_s, alone = time_update(model, trajs, cfg, tokenizer.pad_token_id, "off", args.repeats)
-                shared_s, shared = time_update(model, trajs, cfg, tokenizer.pad_token_id, "auto", args.repeats)
+                mask_s, shared = time_update(model, trajs, cfg, tokenizer.pad_token_id, "mask", args.repeats)
+                segments_s, _ = time_update(model, trajs, cfg, tokenizer.pad_token_id, "segments", args.repeats)
                 context = shared["context_tokens"]
                 table.add_row(
                     name,
@@ -110,8 +113,10 @@ def main() -> None:
                     f"{1 - shared['forward_tokens'] / context:.0%}",
                     f"{alone['forward_tokens']:,} -> {shared['forward_tokens']:,}",
                     f"{alone_s:.2f}",
-                    f"{shared_s:.2f}",
-                    f"{alone_s / shared_s:.2f}x",
+                    f"{mask_s:.2f}",
+                    f"{segments_s:.2f}",
+                    f"{alone_s / mask_s:.2f}x",
+                    f"{alone_s / segments_s:.2f}x",
                 )
     console = Console(width=150)
     console.print(table)

@@ -13,7 +13,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from agentrl.config import TrainConfig
-from agentrl.train.packing import PackedInputs, group_packs, packed_micro_batches, width_bins
+from agentrl.train.packing import Attention, PackedInputs, group_packs, packed_micro_batches, width_bins
+from agentrl.train.segments import segment_states
 from agentrl.trajectory import Trajectory
 
 
@@ -99,15 +100,19 @@ MicroBatch = tuple[torch.Tensor, PackedInputs | None]
 
 
 def micro_batches(
-    batch: TokenBatch, rows: torch.Tensor, max_tokens: int, groups: Sequence[int] | None = None
+    batch: TokenBatch,
+    rows: torch.Tensor,
+    max_tokens: int,
+    groups: Sequence[int] | None = None,
+    attention: Attention = "auto",
 ) -> list[MicroBatch]:
     """`rows` in micro-batches of at most `max_tokens` padded tokens: rows of similar length together, or with
     `groups` (a group id per row of the batch) each group's rows packed, their shared prefixes computed once
-    (rows that share too little to pack run as without `groups`)."""
+    (rows that share too little to pack run as without `groups`), each pack run as `attention` says."""
     if groups is not None:
         packs = group_packs(batch, rows, groups, max_tokens)
         if any(len(members) > 1 for members, _ in packs):
-            return packed_micro_batches(batch, packs, max_tokens)
+            return packed_micro_batches(batch, packs, max_tokens, attention)
     return [(micro, None) for micro in batch.micro_batches(rows, max_tokens)]
 
 
@@ -149,6 +154,8 @@ def _response_states(
         inputs = packed.model_inputs(model)
     head = model.get_output_embeddings()
     plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
+    if packed is not None and packed.segments and plain:
+        return segment_states(model, packed.input_ids, packed.position_ids, packed.parent), head, head.out_features
     if plain and inputs["input_ids"].numel() > _rows_per_chunk(chunk_mib, head.out_features):
         states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -67,7 +67,8 @@ class PackedInputs:
 
     input_ids: torch.Tensor  # [P, N] the packs' tokens, right-padded
     position_ids: torch.Tensor  # [P, N] each token's position in its own rows
-    allowed: torch.Tensor  # [P, N, N] bool: token i may attend to token j (j is i or an ancestor of i)
+    parent: torch.Tensor  # [P, N] each token's parent in its pack's prefix tree (-1: the root, or padding)
+    segments: bool  # run segment by segment (agentrl.train.segments), else in one pass under a tree mask
     pack: torch.Tensor  # [R, 1] the pack of each row
     state_index: torch.Tensor  # [R, T] the pack position of the state that predicts each response token
 
@@ -79,7 +80,7 @@ class PackedInputs:
     def model_inputs(self, model) -> dict[str, torch.Tensor]:
         """input_ids, position_ids and the 4D mask in the form the model's attention takes it (sdpa: bool, True
         attends; eager: added to the scores)."""
-        mask = self.allowed[:, None]
+        mask = _ancestors(self.position_ids, self.parent)[:, None]  # token i may attend to its path (j <= i)
         if model.config._attn_implementation == "eager":
             dtype = model.get_output_embeddings().weight.dtype
             mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
@@ -116,8 +117,16 @@ def _context(batch: TokenBatch, row: int) -> list[int]:
     return batch.input_ids[row, : int(batch.attention_mask[row].sum())].tolist()
 
 
-def pack(batch: TokenBatch, pack_of_row: Sequence[int]) -> PackedInputs:
-    """Pack the rows of `batch`, row r into pack `pack_of_row[r]` (0 .. P-1)."""
+Attention = Literal["auto", "mask", "segments"]
+
+SEGMENT_TOKENS = 512
+"""auto: packs this long or longer run segment by segment, shorter ones under a tree mask. The mask scores every
+token of a pack against every position, which grows with the square of its length; segments cost what the paths
+hold, plus a forward pass per level of the tree, which short packs do not repay (benchmarks/shared_prefix.py)."""
+
+
+def pack(batch: TokenBatch, pack_of_row: Sequence[int], attention: Attention = "auto") -> PackedInputs:
+    """Pack the rows of `batch`, row r into pack `pack_of_row[r]` (0 .. P-1), to run as `attention` says."""
     trees = [PrefixTree() for _ in range(max(pack_of_row) + 1)]
     paths = [trees[p].add(_context(batch, r)) for r, p in enumerate(pack_of_row)]
     width = max(len(t) for t in trees)
@@ -135,7 +144,8 @@ def pack(batch: TokenBatch, pack_of_row: Sequence[int]) -> PackedInputs:
     return PackedInputs(
         input_ids=input_ids.to(device),
         position_ids=position_ids.to(device),
-        allowed=_ancestors(position_ids, parent).to(device),
+        parent=parent.to(device),
+        segments=attention == "segments" or (attention == "auto" and width >= SEGMENT_TOKENS),
         pack=torch.tensor(pack_of_row, device=device)[:, None],
         state_index=node_of.to(device).gather(1, batch.target_index),
     )
@@ -182,7 +192,7 @@ def group_packs(
 
 
 def packed_micro_batches(
-    batch: TokenBatch, packs: list[tuple[list[int], int]], max_tokens: int
+    batch: TokenBatch, packs: list[tuple[list[int], int]], max_tokens: int, attention: Attention = "auto"
 ) -> list[tuple[torch.Tensor, PackedInputs]]:
     """`packs` (from group_packs) batched by size into micro-batches of at most `max_tokens` padded pack tokens (or
     one pack): the rows of each (indices into `batch`) and their packed inputs (over `batch.select(rows).trim()`)."""
@@ -191,5 +201,5 @@ def packed_micro_batches(
         packs_of = [packs[i][0] for i in indices]
         rows = torch.tensor([row for members in packs_of for row in members], device=batch.input_ids.device)
         pack_of_row = [j for j, members in enumerate(packs_of) for _ in members]
-        out.append((rows, pack(batch.select(rows).trim(), pack_of_row)))
+        out.append((rows, pack(batch.select(rows).trim(), pack_of_row, attention)))
     return out

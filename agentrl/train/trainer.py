@@ -149,7 +149,8 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     budget = cfg.train.micro_batch_tokens
     chunk = cfg.train.logits_chunk_mib
     groups = pack_groups(trajs, cfg, model)
-    whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups)
+    attention = cfg.train.shared_prefix  # how packs run, when `groups` packs them
+    whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups, attention)
     old_logprobs = batched_logprobs(model, batch, whole, chunk)
     ref_logprobs = batched_logprobs(ref_model, batch, whole, chunk) if ref_model is not None else None
     # micro-batch weights in float64: packing partitions the rows differently, float32 weights would round apart
@@ -164,7 +165,7 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
             rows = rows.to(device)
             optimizer.zero_grad(set_to_none=True)
             info: dict[str, float] = {}
-            for micro, packed in micro_batches(batch, rows, budget, groups):
+            for micro, packed in micro_batches(batch, rows, budget, groups, attention):
                 # the minibatch's loss is the weighted sum of its micro-batches' losses, whatever the aggregation
                 weight = float(per_row[micro].sum() / per_row[rows].sum().clamp_min(1))
                 mb = batch.select(micro).trim()

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from agentrl.config import build_config
+from agentrl.train import packing
 from agentrl.train.batch import batched_logprobs, collate, micro_batches, token_logprobs
 from agentrl.train.packing import PrefixTree, group_packs, packing_unsupported
+from agentrl.train.segments import segments
 from agentrl.train.trainer import pack_groups, rl_step
 from agentrl.trajectory import Step, Trajectory
 from tests.conftest import TINY_OVERRIDES
@@ -96,27 +98,35 @@ CASES = {
 }
 
 
+ATTENTION = ["mask", "segments"]
+"""The two ways a pack runs: in one pass under a tree mask, or segment by segment on cached keys and values."""
+
+
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("case", CASES)
-def test_packed_log_probs_equal_per_trajectory_ones(model64, case):
+def test_packed_log_probs_equal_per_trajectory_ones(model64, case, attention):
     trajs = CASES[case][0]()
     batch = collate(trajs, PAD)
     groups = pack_groups(trajs, config(), model64)
     assert groups is not None
+    plan = micro_batches(batch, torch.arange(len(trajs)), 16384, groups, attention)
+    assert all(packed.segments == (attention == "segments") for _, packed in plan)
     with torch.no_grad():
         alone = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384))
-        packed = batched_logprobs(model64, batch, micro_batches(batch, torch.arange(len(trajs)), 16384, groups))
+        packed = batched_logprobs(model64, batch, plan)
     assert alone.dtype == torch.float64
     mask = batch.token_turn >= 0
     assert relative_error(packed[mask], alone[mask]) <= 1e-12
 
 
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"])
 @pytest.mark.parametrize("case", CASES)
-def test_a_packed_rl_step_makes_the_per_trajectory_update(model64, case, agg):
+def test_a_packed_rl_step_makes_the_per_trajectory_update(model64, case, agg, attention):
     make, overrides = CASES[case]
     trajs = make()
     alone, alone_metrics = update(model64, trajs, "off", f"algo.loss_agg={agg}", *overrides)
-    shared, metrics = update(model64, trajs, "auto", f"algo.loss_agg={agg}", *overrides)
+    shared, metrics = update(model64, trajs, attention, f"algo.loss_agg={agg}", *overrides)
     for name in alone:
         assert relative_error(shared[name], alone[name]) <= 1e-6, name  # measured ~1e-14
     assert alone_metrics["forward_tokens"] == alone_metrics["context_tokens"]
@@ -129,15 +139,16 @@ def distinct_prefixes(trajs: list[Trajectory]) -> int:
     return len({(t.group_id, tuple(t.context_ids[: k + 1])) for t in trajs for k in range(len(t.context_ids))})
 
 
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("split", ["minibatches", "micro-batches"])
-def test_split_minibatches_and_packs_split_by_the_token_budget_still_make_the_same_update(model64, split):
+def test_split_minibatches_and_packs_split_by_the_token_budget_still_make_the_same_update(model64, split, attention):
     trajs = trees((2, 4, 2))
     knobs = ["algo.minibatch_size=7"] if split == "minibatches" else ["train.micro_batch_tokens=96"]
     alone, _ = update(
         model64, trajs, "off", "rollout.sampler=tree", "algo.advantage=tree_grpo", "algo.ppo_epochs=2", *knobs
     )
     shared, metrics = update(
-        model64, trajs, "auto", "rollout.sampler=tree", "algo.advantage=tree_grpo", "algo.ppo_epochs=2", *knobs
+        model64, trajs, attention, "rollout.sampler=tree", "algo.advantage=tree_grpo", "algo.ppo_epochs=2", *knobs
     )
     for name in alone:
         assert relative_error(shared[name], alone[name]) <= 1e-6, name  # measured ~1e-14
@@ -223,7 +234,8 @@ def test_models_whose_attention_ignores_a_custom_mask_train_each_trajectory_alon
     assert pack_groups(chains(), config("train.shared_prefix=off"), model64) is None
 
 
-def test_packs_through_the_chunked_output_head_give_the_same_log_probs_and_gradients(model64):
+@pytest.mark.parametrize("attention", ATTENTION)
+def test_packs_through_the_chunked_output_head_give_the_same_log_probs_and_gradients(model64, attention):
     trajs = trees((2, 2, 1))
     batch = collate(trajs, PAD)
     weights = torch.randn(batch.response_ids.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -232,7 +244,7 @@ def test_packs_through_the_chunked_output_head_give_the_same_log_probs_and_gradi
     def run(plan_groups) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model64.zero_grad(set_to_none=True)
         out = torch.zeros(batch.response_ids.shape, dtype=torch.float64)
-        for rows, packed in micro_batches(batch, torch.arange(len(trajs)), 16384, plan_groups):
+        for rows, packed in micro_batches(batch, torch.arange(len(trajs)), 16384, plan_groups, attention):
             mb = batch.select(rows).trim()
             logp = token_logprobs(model64, mb, chunk_mib=0.01, packed=packed)  # 8 positions a chunk, recomputed
             (logp * weights[rows, : logp.shape[1]] * mb.response_mask).sum().backward()
@@ -244,3 +256,23 @@ def test_packs_through_the_chunked_output_head_give_the_same_log_probs_and_gradi
     assert relative_error(packed[mask], alone[mask]) <= 1e-12
     for name in alone_grads:
         assert relative_error(packed_grads[name], alone_grads[name]) <= 1e-10, name
+
+
+def test_a_pack_splits_into_segments_at_its_branch_points():
+    # rows [0 1 2 3 4], [0 1 2 5 6], [0 1 7]: nodes 0-4, then 5-6 under node 2, then 7 under node 1
+    parent = [-1, 0, 1, 2, 3, 2, 5, 1]
+    found = [(s.start, s.end, s.ancestors, s.level) for s in segments(parent)]
+    assert found == [(0, 2, (), 0), (2, 3, (0, 1), 1), (3, 5, (0, 1, 2), 2), (5, 7, (0, 1, 2), 2), (7, 8, (0, 1), 1)]
+    assert [(s.start, s.end) for s in segments([-1, 0, 1])] == [(0, 3)]  # one row: one segment
+
+
+def test_auto_runs_long_packs_by_segments_and_short_ones_under_the_mask(monkeypatch):
+    trajs = chains()
+    batch = collate(trajs, PAD)
+    groups = [int(t.group_id[1:]) for t in trajs]
+    (_, packed), *_ = micro_batches(batch, torch.arange(len(trajs)), 16384, groups)
+    width = packed.input_ids.shape[1]
+    for threshold, by_segments in ((width, True), (width + 1, False)):
+        monkeypatch.setattr(packing, "SEGMENT_TOKENS", threshold)
+        plan = micro_batches(batch, torch.arange(len(trajs)), 16384, groups)
+        assert [p.segments for _, p in plan] == [by_segments]
