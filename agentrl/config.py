@@ -109,7 +109,8 @@ class RolloutConfig(Section):
     min_group: int = Field(2, ge=1)
     """knapsack and adaptive: the fewest rollouts a prompt gets (the exploration floor)."""
     max_group: int | None = Field(None, ge=1)
-    """knapsack and adaptive: the most rollouts a prompt gets (None: 2 x group_size)."""
+    """knapsack and adaptive: the most rollouts a prompt gets (None: 2 x group_size). With sampler tree, presample,
+    min_group and max_group count trees (None: 2 x tree.trees)."""
     max_observation_chars: int = Field(400, ge=16)
     """Tool output fed back to the model is cut to this many characters."""
     format: Literal["fenced", "hermes", "native"] | None = None
@@ -341,9 +342,6 @@ class Config(Section):
     def _tree_advantage_needs_trees(self) -> Config:
         if self.algo.advantage == "tree_grpo" and self.rollout.sampler != "tree":
             raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
-        if self.rollout.allocation != "uniform" and self.rollout.sampler != "chain":
-            allocation = self.rollout.allocation
-            raise ValueError(f"rollout.allocation={allocation} shares chain rollouts: use rollout.sampler=chain")
         if self.rollout.allocation == "adaptive" and self.rollout.presample < 1:
             raise ValueError("rollout.allocation=adaptive samples in stages of rollout.presample: set it to 1 or more")
         return self

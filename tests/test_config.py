@@ -68,7 +68,6 @@ def test_a_run_written_with_overlap_tools_still_loads_as_its_schedule(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["rollout.sampler=tree", "rollout.allocation=knapsack"], "shares chain rollouts: use rollout.sampler=chain"),
         (["rollout.allocation=adaptive", "rollout.presample=0"], "stages of rollout.presample: set it to 1 or more"),
         (["sandbox.runtime=runsc"], "sandbox.runtime picks a docker container runtime; the local backend has none"),
     ],

@@ -60,14 +60,24 @@ def expansion_nodes(tree: Sequence[Branch]) -> list[tuple[Branch, int]]:
 
 
 def sample_trees(
-    loop: AgentLoop, problems: Sequence[Problem], policy: Policy, cfg: TreeConfig, seed: int, step_tag: str = ""
+    loop: AgentLoop,
+    problems: Sequence[Problem],
+    policy: Policy,
+    cfg: TreeConfig,
+    seed: int,
+    step_tag: str = "",
+    counts: Sequence[int] | None = None,
+    first: Sequence[int] | None = None,
 ) -> tuple[list[Trajectory], SamplingCost]:
-    """Grow `cfg.trees` trees per problem and return the kept leaves (scored) and the sampling cost."""
+    """Grow `cfg.trees` trees per problem (or `counts[i]` for problem i, numbered from `first[i]` in its group) and
+    return the kept leaves (scored) and the sampling cost."""
     rng = random.Random(seed)
+    counts = counts if counts is not None else [cfg.trees] * len(problems)
+    first = first if first is not None else [0] * len(problems)
     trees = [
         [loop.start(p, f"{step_tag}{p.id}", tree_id=f"{step_tag}{p.id}/t{m}")]
-        for p in problems
-        for m in range(cfg.trees)
+        for p, n, start in zip(problems, counts, first, strict=True)
+        for m in range(start, start + n)
     ]
     with closing_branches(lambda: [b for tree in trees for b in tree]):
         loop.advance([tree[0] for tree in trees], policy, snapshots=cfg.iterations > 0)
@@ -82,3 +92,29 @@ def sample_trees(
     kept = [b.traj for tree in trees for b in rng.sample(tree, min(cfg.keep, len(tree)))]
     loop.score(kept, problems)
     return kept, cost
+
+
+class TreeGrowth:
+    """Trees dealt out by a rollout allocation (`agentrl.rollout.allocation.RunGroups`, whose unit is then a
+    tree): each call grows `counts[i]` more trees of `problems[i]` in the problem's group, numbered on from the
+    trees it already has, and adds what they cost to `cost`."""
+
+    def __init__(self, loop: AgentLoop, policy: Policy, cfg: TreeConfig, seed: int, step_tag: str):
+        self.loop, self.policy, self.cfg, self.seed, self.step_tag = loop, policy, cfg, seed, step_tag
+        self.cost = SamplingCost(0, 0, 0)
+        self._grown: dict[str, int] = {}
+        self._calls = 0
+
+    def __call__(self, problems: Sequence[Problem], counts: Sequence[int]) -> list[Trajectory]:
+        chosen = [(p, n) for p, n in zip(problems, counts, strict=True) if n > 0]
+        if not chosen:
+            return []
+        problems, counts = [p for p, _ in chosen], [n for _, n in chosen]
+        first = [self._grown.get(p.id, 0) for p in problems]
+        seed = self.seed + 104_729 * self._calls  # the first call draws as a uniform step always has
+        kept, cost = sample_trees(self.loop, problems, self.policy, self.cfg, seed, self.step_tag, counts, first)
+        self._calls += 1
+        for p, n in chosen:
+            self._grown[p.id] = self._grown.get(p.id, 0) + n
+        self.cost += cost
+        return kept

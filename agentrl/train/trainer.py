@@ -32,7 +32,7 @@ from agentrl.rollout.allocation import (
     spread_share,
 )
 from agentrl.rollout.chain import AgentLoop, Policy
-from agentrl.rollout.tree import SamplingCost, sample_trees
+from agentrl.rollout.tree import SamplingCost, TreeGrowth
 from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
 from agentrl.train.batch import batched_logprobs, collate, micro_batches, token_logprobs
@@ -76,17 +76,18 @@ def sample(
     refill: int = 0,
 ) -> tuple[list[Trajectory], SamplingCost]:
     """The step's training trajectories, by chain (under rollout.allocation) or tree sampling, and what sampling
-    them cost. Refill r of a step tags its groups `step.r/`, apart from the step's own."""
+    them cost. Refill r of a step tags its groups `step.r/`, apart from the step's own. With tree sampling the
+    allocation deals out trees (rollout.tree.trees per prompt under uniform)."""
     tag = f"{step}.{refill}/" if refill else f"{step}/"
-    if cfg.rollout.sampler == "tree":
-        seed = cfg.train.seed * 1_000_003 + step + 7919 * refill
-        return sample_trees(loop, problems, policy, cfg.rollout.tree, seed, step_tag=tag)
     r = cfg.rollout
-    plan = Allocation(
-        r.allocation, len(problems) * r.group_size, r.presample, r.min_group, r.max_group or 2 * r.group_size
-    )
-    trajs = allocate(problems, lambda ps, counts: loop.run(ps, counts, policy, tag), plan, history or SuccessHistory())
-    return trajs, SamplingCost.of(trajs)
+    grow = None
+    if r.sampler == "tree":  # the allocation's unit is a tree
+        grow = TreeGrowth(loop, policy, r.tree, cfg.train.seed * 1_000_003 + step + 7919 * refill, tag)
+    unit = r.tree.trees if grow else r.group_size
+    plan = Allocation(r.allocation, len(problems) * unit, r.presample, r.min_group, r.max_group or 2 * unit)
+    run = grow or (lambda ps, counts: loop.run(ps, counts, policy, tag))
+    trajs = allocate(problems, run, plan, history or SuccessHistory())
+    return trajs, grow.cost if grow else SamplingCost.of(trajs)
 
 
 def step_problems(pool: list[Problem], seed: int, step: int, n: int, refill: int = 0) -> list[Problem]:

@@ -10,7 +10,7 @@ import pytest
 from agentrl.config import TreeConfig
 from agentrl.engines import HFEngine, SamplingParams
 from agentrl.engines.base import Generation
-from agentrl.rollout.tree import SamplingCost, expansion_nodes, sample_trees
+from agentrl.rollout.tree import SamplingCost, TreeGrowth, expansion_nodes, sample_trees
 from agentrl.sandbox import open_sandbox
 from agentrl.tools.base import ToolResult
 from agentrl.tools.python import PythonTool
@@ -212,3 +212,39 @@ def test_branches_close_their_states_except_when_the_run_is_interrupted(arith_ta
     with pytest.raises(KeyboardInterrupt):
         sample(failing(KeyboardInterrupt()))
     assert ClosingState.closed == 0
+
+
+def test_an_allocation_deals_out_trees_numbered_on_within_each_group(arith_task, tokenizer):
+    problems = arith_task.problems("train", 3)
+    loop = make_loop(arith_task, tokenizer, EchoTool())
+    cfg = TreeConfig(trees=2, expansions=1, iterations=1, keep=2)
+    grow = TreeGrowth(loop, counting_policy(loop, CALLS), cfg, seed=5, step_tag="1/")
+    first = grow(problems, [1, 0, 2])
+    more = grow(problems, [2, 1, 0])
+    trees = sorted({t.tree_id for t in first + more})
+    assert trees == [
+        "1/" + t
+        for t in (
+            f"{problems[0].id}/t0",
+            f"{problems[0].id}/t1",
+            f"{problems[0].id}/t2",
+            f"{problems[1].id}/t0",
+            f"{problems[2].id}/t0",
+            f"{problems[2].id}/t1",
+        )
+    ]
+    assert all(t.group_id == f"1/{t.problem_id}" for t in first + more)  # one group per prompt over the calls
+    assert grow.cost.leaves == 6 * 2  # six trees of 1 + N * L = 2 leaves each, kept or pruned: both calls counted
+    assert len(first + more) == 6 * 2  # K = 2 kept per tree
+
+
+def test_uniform_tree_allocation_draws_the_trees_a_plain_tree_step_does(arith_task, tokenizer):
+    problems = arith_task.problems("train", 2)
+    cfg = TreeConfig(trees=2, expansions=2, iterations=1, keep=3)
+    loop = make_loop(arith_task, tokenizer, EchoTool())
+    plain, plain_cost = sample_trees(loop, problems, counting_policy(loop, CALLS), cfg, seed=11, step_tag="1/")
+    loop = make_loop(arith_task, tokenizer, EchoTool())
+    grow = TreeGrowth(loop, counting_policy(loop, CALLS), cfg, seed=11, step_tag="1/")
+    dealt = grow(problems, [2, 2])
+    assert [(t.tree_id, t.response_ids) for t in dealt] == [(t.tree_id, t.response_ids) for t in plain]
+    assert grow.cost == plain_cost

@@ -39,8 +39,11 @@ def _final_weights(run: RunDir):
         [],
         # the allocation's success estimates and the refill draws carry across the crash
         ["rollout.allocation=knapsack", "rollout.max_group=6", "algo.filter_zero_variance=true", "algo.max_refills=1"],
+        # trees dealt out in stages, each prompt until its leaves' rewards differ
+        ["rollout.sampler=tree", "algo.advantage=tree_grpo", "rollout.allocation=adaptive", "rollout.tree.trees=2"]
+        + ["rollout.presample=1", "rollout.min_group=1", "rollout.tree.iterations=1", "rollout.tree.keep=2"],
     ],
-    ids=["uniform", "knapsack+filter"],
+    ids=["uniform", "knapsack+filter", "tree+adaptive"],
 )
 def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task, sampling):
     whole_cfg = make_config("run.name=whole", "algo.kl_coef=0.05", *sampling)
@@ -65,7 +68,7 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task, s
 
     assert _rl_metrics(resumed) == _rl_metrics(whole)
     assert all("kl" in m and "groups_with_spread" in m for m in _rl_metrics(resumed))
-    if sampling:
+    if "algo.filter_zero_variance=true" in sampling:
         assert all({"groups_dropped", "refills"} <= m.keys() for m in _rl_metrics(resumed))
     a, b = _final_weights(whole), _final_weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
