@@ -60,3 +60,12 @@ def wait_until(check, seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(check())
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return False

@@ -39,7 +39,7 @@ from agentrl.sandbox._seccomp import program  # noqa: E402
 from agentrl.sandbox.base import Limits  # noqa: E402
 from agentrl.sandbox.docker import LABEL, OWNER_HOST, OWNER_PID, DockerSandbox, remove_orphans  # noqa: E402
 
-from .sandbox_helpers import wait_until  # noqa: E402
+from .sandbox_helpers import alive, wait_until  # noqa: E402
 
 MAX_ARG_STRLEN = 32 * 4096  # Linux: the longest single argument (or environment string) execve takes
 _SUBREAPER = "import ctypes, os, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); os.execv(sys.argv[1], sys.argv[1:])"
@@ -169,14 +169,6 @@ class FakeClient:
 
     def ping(self):
         return True
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def test_the_container_is_labelled_locked_down_capped_and_removed_on_close():

@@ -22,7 +22,7 @@ from agentrl.sandbox import _kernel
 from agentrl.sandbox.docker import _ExecChannel, seccomp_args
 from agentrl.sandbox.local import KERNEL_PATH
 
-from .sandbox_helpers import wait_until
+from .sandbox_helpers import alive, wait_until
 
 SOURCE = KERNEL_PATH.read_text()
 CFG = {
@@ -107,14 +107,6 @@ class Box:
 def run(chan: socket.socket, code: str, timeout: float = 5) -> dict:
     _kernel.send(chan, {"op": "run", "code": code, "timeout": timeout})
     return _kernel.recv(chan)[0]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture
