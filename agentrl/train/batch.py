@@ -144,18 +144,20 @@ def _response_states(
     """The states that predict each response token ([B, T, D]; with `packed`, those of every pack position,
     [P, N, D]), the function that maps them to logits, and the vocabulary size.
 
-    When the logits of every position of the batch fit in one chunk, or the model's logits are more than its head
-    (softcapping, scaling), they come from the model's own forward. Otherwise the states are the decoder's last
+    A pack marked for segments runs segment by segment (agentrl.train.segments), unless the model's logits are more
+    than its head or gradient checkpointing is on; otherwise under its tree mask. When the logits of every position
+    of the batch fit in one chunk, or the model's logits are more than its head (softcapping, scaling), they come
+    from the model's own forward. Otherwise the states are the decoder's last
     hidden states at the response positions, so no logits are computed for the prompt and the head runs chunk by
     chunk."""
+    head = model.get_output_embeddings()
+    plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
+    if packed is not None and packed.segments and plain and not _checkpointed(model):
+        return segment_states(model, packed.input_ids, packed.position_ids, packed.parent), head, head.out_features
     if packed is None:
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     else:
         inputs = packed.model_inputs(model)
-    head = model.get_output_embeddings()
-    plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
-    if packed is not None and packed.segments and plain:
-        return segment_states(model, packed.input_ids, packed.position_ids, packed.parent), head, head.out_features
     if plain and inputs["input_ids"].numel() > _rows_per_chunk(chunk_mib, head.out_features):
         states, vocab = model.get_decoder()(**inputs).last_hidden_state, head.out_features
     else:
@@ -165,6 +167,12 @@ def _response_states(
         return states, head, vocab
     index = batch.target_index[..., None].expand(-1, -1, states.shape[-1])
     return states.gather(1, index), head, vocab
+
+
+def _checkpointed(model) -> bool:
+    """Whether transformers runs `model` with gradient checkpointing now, which turns its KV cache off (segments
+    need it: a pack then runs under its tree mask)."""
+    return model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
 def _chunk_logprobs(head: Callable, states: torch.Tensor, targets: torch.Tensor, with_entropy: bool):

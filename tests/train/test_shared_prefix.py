@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from agentrl.config import build_config
+from agentrl.models.loading import enable_checkpointing
 from agentrl.train import packing
 from agentrl.train.batch import batched_logprobs, collate, micro_batches, token_logprobs
 from agentrl.train.packing import PrefixTree, group_packs, packing_unsupported
@@ -276,3 +277,22 @@ def test_auto_runs_long_packs_by_segments_and_short_ones_under_the_mask(monkeypa
         monkeypatch.setattr(packing, "SEGMENT_TOKENS", threshold)
         plan = micro_batches(batch, torch.arange(len(trajs)), 16384, groups)
         assert [p.segments for _, p in plan] == [by_segments]
+
+
+def test_packs_marked_for_segments_run_under_the_mask_with_gradient_checkpointing(model64):
+    trajs = trees((2, 2, 1))
+    batch = collate(trajs, PAD)
+    groups = pack_groups(trajs, config(), model64)
+
+    def grads(plan_groups, attention="mask"):
+        model64.zero_grad(set_to_none=True)
+        for rows, packed in micro_batches(batch, torch.arange(len(trajs)), 16384, plan_groups, attention):
+            mb = batch.select(rows).trim()
+            (token_logprobs(model64, mb, packed=packed) * mb.response_mask).sum().backward()
+        return {name: p.grad.clone() for name, p in model64.named_parameters()}
+
+    alone = grads(None)
+    enable_checkpointing(model64)  # transformers turns the KV cache off in checkpointed training, which segments need
+    shared = grads(groups, "segments")
+    for name in alone:
+        assert relative_error(shared[name], alone[name]) <= 1e-10, name
