@@ -119,7 +119,7 @@ def _context(batch: TokenBatch, row: int) -> list[int]:
 
 Attention = Literal["auto", "mask", "segments"]
 
-SEGMENT_TOKENS = 512
+SEGMENT_TOKENS = 1024
 """auto: packs this long or longer run segment by segment, shorter ones under a tree mask. The mask scores every
 token of a pack against every position, which grows with the square of its length; segments cost what the paths
 hold, plus a forward pass per level of the tree, which short packs do not repay (benchmarks/shared_prefix.py)."""
