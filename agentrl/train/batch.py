@@ -147,9 +147,8 @@ def _response_states(
     A pack marked for segments runs segment by segment (agentrl.train.segments), unless the model's logits are more
     than its head or gradient checkpointing is on; otherwise under its tree mask. When the logits of every position
     of the batch fit in one chunk, or the model's logits are more than its head (softcapping, scaling), they come
-    from the model's own forward. Otherwise the states are the decoder's last
-    hidden states at the response positions, so no logits are computed for the prompt and the head runs chunk by
-    chunk."""
+    from the model's own forward. Otherwise the states are the decoder's last hidden states at the response
+    positions, so no logits are computed for the prompt and the head runs chunk by chunk."""
     head = model.get_output_embeddings()
     plain = isinstance(head, torch.nn.Linear) and not any(getattr(model.config, k, None) for k in _LOGIT_TRANSFORMS)
     if packed is not None and packed.segments and plain and not _checkpointed(model):

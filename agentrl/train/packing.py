@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -77,10 +78,16 @@ class PackedInputs:
         """Tokens the packs hold (each shared token once)."""
         return int((self.position_ids >= 0).sum())
 
+    @cached_property
+    def allowed(self) -> torch.Tensor:
+        """[P, N, N] bool: token i may attend to token j (j is i or an ancestor of i). Built when first asked for (packs
+        run by segments never need it), then kept for the pack's later passes (old-policy, reference)."""
+        return _ancestors(self.position_ids, self.parent)
+
     def model_inputs(self, model) -> dict[str, torch.Tensor]:
         """input_ids, position_ids and the 4D mask in the form the model's attention takes it (sdpa: bool, True
         attends; eager: added to the scores)."""
-        mask = _ancestors(self.position_ids, self.parent)[:, None]  # token i may attend to its path (j <= i)
+        mask = self.allowed[:, None]
         if model.config._attn_implementation == "eager":
             dtype = model.get_output_embeddings().weight.dtype
             mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)

@@ -27,8 +27,8 @@ class Segment:
     level: int
 
 
-def segments(parent: list[int]) -> list[Segment]:
-    """The segments of one pack, given each node's parent (-1: a root; nodes in creation order, parents first). A
+def segments(parent: list[int], pack: int = 0) -> list[Segment]:
+    """The segments of pack `pack`, given each node's parent (-1: a root; nodes in creation order, parents first). A
     node starts a segment if it is a root, if it does not follow its parent, or if its parent has other children."""
     children = [0] * len(parent)
     for p in parent:
@@ -46,7 +46,7 @@ def segments(parent: list[int]) -> list[Segment]:
         else:
             above = found[ending_at[up]]
             ancestors, level = (*above.ancestors, *range(above.start, above.end)), above.level + 1
-        found.append(Segment(0, start, i, ancestors, level))
+        found.append(Segment(pack, start, i, ancestors, level))
         ending_at[i - 1] = len(found) - 1
         start = i
     return found
@@ -66,7 +66,7 @@ def segment_states(model, input_ids: torch.Tensor, position_ids: torch.Tensor, p
     todo: list[Segment] = []
     for p in range(packs):
         nodes = int((position_ids[p] >= 0).sum())
-        todo += [Segment(p, s.start, s.end, s.ancestors, s.level) for s in segments(parent[p, :nodes].tolist())]
+        todo += segments(parent[p, :nodes].tolist(), p)
     layers = model.config.get_text_config(decoder=True).num_hidden_layers
     keys: list[list[torch.Tensor]] = [[] for _ in range(layers)]  # per layer: each level's new keys [n, heads, dim]
     values: list[list[torch.Tensor]] = [[] for _ in range(layers)]
