@@ -142,25 +142,24 @@ def _proc_parents() -> dict[int, int]:
     return {pid: parent for pid, (parent, _sid) in _proc_table().items()}
 
 
-def _kill_tree(root: int, include_root: bool = True) -> None:
-    """SIGKILL `root`'s whole process tree: first SIGSTOP it, generation by generation until no
-    new process appears (a stopped process can neither fork nor reparent its children), then kill.
-    A fork bomb converges in a few rounds."""
-    stopped: list[int] = []
-    seen = {root} if include_root else set()
-    if include_root:
-        _signal(root, signal.SIGSTOP)
-        stopped.append(root)
+def _children(table: dict[int, tuple[int, int]]) -> dict[int, list[int]]:
+    """parent pid -> its children's pids, from a `_proc_table`."""
+    kids: dict[int, list[int]] = {}
+    for pid, (parent, _sid) in table.items():
+        kids.setdefault(parent, []).append(pid)
+    return kids
+
+
+def _stop_then_kill(select, first: tuple[int, ...] = ()) -> None:
+    """SIGKILL `first` and the processes `select` picks from the process table: SIGSTOP them round by
+    round until a round picks no new one (a stopped process can neither fork nor reparent its
+    children), then kill them all. A fork bomb converges in a few rounds."""
+    stopped = list(first)
+    for pid in stopped:
+        _signal(pid, signal.SIGSTOP)
+    seen = set(stopped)
     for _ in range(200):
-        kids: dict[int, list[int]] = {}
-        for pid, ppid in _proc_parents().items():
-            kids.setdefault(ppid, []).append(pid)
-        new, stack = [], list(kids.get(root, []))
-        while stack:
-            pid = stack.pop()
-            if pid not in seen:
-                new.append(pid)
-            stack.extend(kids.get(pid, []))
+        new = [pid for pid in select(_proc_table()) if pid not in seen]
         if not new:
             break
         for pid in new:
@@ -171,20 +170,32 @@ def _kill_tree(root: int, include_root: bool = True) -> None:
         _signal(pid, signal.SIGKILL)
 
 
+def _kill_tree(root: int, include_root: bool = True) -> None:
+    """SIGKILL `root`'s whole process tree (`_stop_then_kill`)."""
+
+    def descendants(table: dict[int, tuple[int, int]]) -> list[int]:
+        kids, found = _children(table), []
+        stack = list(kids.get(root, []))
+        while stack:
+            pid = stack.pop()
+            found.append(pid)
+            stack.extend(kids.get(pid, []))
+        return found
+
+    _stop_then_kill(descendants, (root,) if include_root else ())
+
+
 def kill_session(sid: int) -> None:
     """SIGKILL a session kernel (docker mode): every process of its process session `sid` (the pid
     its first kernel process gave in its hello, which leads that session) and everything its cells
-    started, setsid or not. Its forks, which lead process sessions of their own as children of the
-    kernel, live on. Like `_kill_tree`, it stops them round by round until no new one appears."""
+    started, setsid or not (`_stop_then_kill`). Its forks, which lead process sessions of their own
+    as children of the kernel, live on."""
     if sid <= 1:
         return
     me = os.getpid()
-    stopped: set[int] = set()
-    for _ in range(200):
-        table = _proc_table()
-        kids: dict[int, list[int]] = {}
-        for pid, (parent, _sid) in table.items():
-            kids.setdefault(parent, []).append(pid)
+
+    def session_processes(table: dict[int, tuple[int, int]]) -> set[int]:
+        kids = _children(table)
         members = {pid for pid, (_parent, s) in table.items() if s == sid}
         victims = set(members)
         # below a member whose parent is a member (a cell, or a process a thread started), take
@@ -194,14 +205,9 @@ def kill_session(sid: int) -> None:
             pid = stack.pop()
             victims.add(pid)
             stack.extend(k for k in kids.get(pid, []) if k not in victims)
-        new = victims - stopped - {me}
-        if not new:
-            break
-        for pid in new:
-            _signal(pid, signal.SIGSTOP)
-        stopped |= new
-    for pid in stopped:
-        _signal(pid, signal.SIGKILL)
+        return victims - {me}
+
+    _stop_then_kill(session_processes)
 
 
 def load_seccomp(spec: str) -> bool:
