@@ -10,14 +10,13 @@ otherwise. A test whose assertion only holds for the local backend carries
 
 from __future__ import annotations
 
-import functools
 import shutil
 
 import pytest
 
 from agentrl.sandbox import open_sandbox
 
-DOCKER_IMAGE = "agentrl-sandbox:latest"
+from .sandbox_helpers import docker_unavailable
 
 
 def pytest_configure(config):
@@ -35,29 +34,6 @@ def pytest_generate_tests(metafunc):
         docker_marks.append(pytest.mark.skip(reason=f"local backend only: {local_only.args[0]}"))
     params = [pytest.param("local"), pytest.param("docker", marks=docker_marks)]
     metafunc.parametrize("backend", params, indirect=True)
-
-
-@functools.cache
-def docker_unavailable() -> str | None:
-    """Why the docker backend cannot run here (None when it can); asked once per test run."""
-    try:
-        import docker
-    except ImportError:
-        return "the docker SDK is not installed (pip install 'agentrl[docker]')"
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as e:  # the SDK raises several types for "no engine"
-        return f"no Docker engine answers ({type(e).__name__}: {str(e)[:200]})"
-    try:
-        client.images.get(DOCKER_IMAGE)
-    except docker.errors.ImageNotFound:
-        return f"no image {DOCKER_IMAGE}: docker build -t agentrl-sandbox -f sandboxes/Dockerfile ."
-    except Exception as e:
-        return f"the Docker engine could not list images ({type(e).__name__}: {e})"
-    finally:
-        client.close()
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+
+from agentrl.errors import AgentRLError
+from agentrl.sandbox.docker import DEFAULT_IMAGE, engine
 
 
 def assert_contained(sb) -> None:
@@ -69,3 +73,23 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except OSError:
         return False
+
+
+@functools.cache
+def docker_unavailable() -> str | None:
+    """Why the docker backend cannot run here (None when it can); asked once per test run."""
+    try:
+        client = engine()  # the backend's own check: the SDK installed, an engine answering
+    except AgentRLError as e:
+        return str(e)
+    import docker
+
+    try:
+        client.images.get(DEFAULT_IMAGE)
+    except docker.errors.ImageNotFound:
+        return f"no image {DEFAULT_IMAGE}: docker build -t agentrl-sandbox -f sandboxes/Dockerfile ."
+    except Exception as e:
+        return f"the Docker engine could not list images ({type(e).__name__}: {e})"
+    finally:
+        client.close()
+    return None

@@ -4,20 +4,9 @@ import pytest
 
 from agentrl.sandbox import open_sandbox
 
+from .sandbox_helpers import docker_unavailable
 
-def _engine_reason() -> str | None:
-    try:
-        import docker
-    except ImportError:
-        return "the docker SDK is not installed (pip install 'agentrl[docker]')"
-    try:
-        docker.from_env().ping()
-    except Exception as e:
-        return f"no Docker engine answers: {type(e).__name__}"
-    return None
-
-
-_reason = _engine_reason()
+_reason = docker_unavailable()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_reason is not None, reason=str(_reason))]
 
 
