@@ -60,8 +60,10 @@ class SFTConfig(Section):
     """Cold-start SFT steps on the task's expert demonstrations before RL (0 skips SFT)."""
     batch_size: int = Field(32, ge=1)
     """Demonstrations per SFT step."""
-    lr: float = Field(2e-3, gt=0)
-    """SFT learning rate (AdamW)."""
+    lr: float = Field(1e-3, gt=0)
+    """SFT peak learning rate (AdamW), reached after 10 warm-up steps."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """After warm-up: cosine decay to 0 over `steps`, or the peak rate throughout."""
     num_demos: int = Field(1000, ge=1)
     """Number of expert demonstrations generated from the train split."""
 
@@ -174,7 +176,7 @@ class TrainConfig(Section):
     (`agentrl sweep --match tokens` does)."""
     max_rl_seconds: float | None = Field(None, gt=0)
     """A wall-clock budget: RL stops after the step at which the seconds spent in RL steps reach it."""
-    lr: float = Field(5e-4, gt=0)
+    lr: float = Field(1e-4, gt=0)
     """RL learning rate (AdamW)."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""

@@ -5,9 +5,9 @@ keys and values (segments).
 Per task: a short SFT of the task's default tiny model, then one step of Tree-GRPO trees (M,N,L = 2,4,2 by
 default, every leaf kept) sampled from it; the same trajectories are updated with each setting, each time from
 the same weights and a fresh AdamW. Printed: the share of context tokens that are shared (a shared token is counted
-once per trajectory that holds it), tokens the forward passes compute, the median update seconds (old-policy
-log-probs, the reference's log-probs and the PPO update), and the ratios to each trajectory alone. Chains of the
-same prompts (G=8, sharing their prompt only) are shown beside.
+once per trajectory that holds it), tokens the forward passes compute, the median update seconds (the reference's
+log-probs and the PPO update, one minibatch: its own pass gives the old log-probs), and the ratios to each
+trajectory alone. Chains of the same prompts (G=8, sharing their prompt only) are shown beside.
 
 Run: `python benchmarks/shared_prefix.py [--tasks arith-python web-qa] [--repeats 5]` (web-qa's SFT demos drive a
 real browser).
@@ -122,7 +122,7 @@ def main() -> None:
     console.print(table)
     console.print(
         f"shared: share of context tokens computed once instead of once per trajectory; seconds are medians of "
-        f"{args.repeats} updates (old and reference log-probs + PPO step), threads {torch.get_num_threads()}"
+        f"{args.repeats} updates (reference log-probs + PPO step), threads {torch.get_num_threads()}"
     )
 
 

@@ -53,7 +53,7 @@ class Setting:
     group: int = 8
     max_new_tokens: int = 32
     max_turns: int = 1
-    lr: float = 5e-4
+    lr: float = 1e-4  # agentrl's default RL rate (docs/configuration.md#the-rl-learning-rate)
     temperature: float = 1.0
     clip_low: float = 0.2
     clip_high: float = 0.28

@@ -6,6 +6,7 @@ the tools return and their tokens are laid out exactly as in RL rollouts. Loss: 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -17,6 +18,8 @@ from agentrl.rollout.chain import AgentLoop
 from agentrl.tasks import Task
 from agentrl.train.batch import collate, token_logprobs
 from agentrl.trajectory import Trajectory
+
+WARMUP_STEPS = 10
 
 
 def expert_trajectories(loop: AgentLoop, task: Task, n: int, seed: int) -> list[Trajectory]:
@@ -33,6 +36,12 @@ def expert_trajectories(loop: AgentLoop, task: Task, n: int, seed: int) -> list[
     return trajs
 
 
+def lr_factor(step: int, cfg: SFTConfig) -> float:
+    """The share of `cfg.lr` at `step`: linear warm-up, then constant or a cosine decay to 0 at `cfg.steps`."""
+    warm = min(1.0, (step + 1) / WARMUP_STEPS)
+    return warm if cfg.schedule == "constant" else warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+
+
 def sft(
     model,
     demos: list[Trajectory],
@@ -44,7 +53,7 @@ def sft(
     """Masked NLL over model tokens; returns the last loss."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
     model.train()
     loss_value = float("nan")
     for step in range(cfg.steps):

@@ -140,6 +140,13 @@ def advantage_inputs(trajs: list[Trajectory], batch) -> AdvantageInputs:
     )
 
 
+def single_update(cfg: Config, batch_size: int) -> bool:
+    """Whether the update is one optimizer step (one epoch, one minibatch). The policy is then still the one that
+    sampled when the loss is computed, so the loss's own log-probs, detached, are the old ones (ratio 1): no
+    separate pass computes them, as TRL does with one iteration."""
+    return cfg.algo.ppo_epochs == 1 and cfg.algo.minibatch_size >= batch_size
+
+
 def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, pad_id: int, gen: torch.Generator):
     """One policy update on a batch of trajectories; returns the update's metrics."""
     device = next(model.parameters()).device
@@ -151,8 +158,11 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     chunk = cfg.train.logits_chunk_mib
     groups = pack_groups(trajs, cfg, model)
     attention = cfg.train.shared_prefix  # how packs run, when `groups` packs them
-    whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups, attention)
-    old_logprobs = batched_logprobs(model, batch, whole, chunk)
+    one_pass = single_update(cfg, len(trajs))
+    whole = []
+    if not one_pass or ref_model is not None:
+        whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups, attention)
+    old_logprobs = None if one_pass else batched_logprobs(model, batch, whole, chunk)
     ref_logprobs = batched_logprobs(ref_model, batch, whole, chunk) if ref_model is not None else None
     # micro-batch weights in float64: packing partitions the rows differently, float32 weights would round apart
     per_row = (
@@ -176,7 +186,7 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
                 logprobs, entropy = token_logprobs(model, mb, with_entropy=True, chunk_mib=chunk, packed=packed)
                 loss, micro_info = policy_loss(
                     logprobs,
-                    old_logprobs[micro, :width],
+                    logprobs.detach() if old_logprobs is None else old_logprobs[micro, :width],
                     advantages[micro, :width],
                     mb.response_mask,
                     clip_low=cfg.algo.clip_low,

@@ -56,3 +56,27 @@ def test_micro_batched_update_equals_one_pass(make_config, tiny_model, tokenizer
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert micro_info["loss"] == pytest.approx(one_info["loss"], rel=1e-4, abs=1e-6)
     assert not torch.equal(one_weights[0], tiny_model.model.embed_tokens.weight), "the update changed the weights"
+
+
+def test_a_single_update_takes_its_old_logprobs_from_the_loss_pass(make_config, tiny_model, tokenizer, monkeypatch):
+    """One epoch in one minibatch skips the old-policy pass; the update is the one the separate pass gives."""
+    import agentrl.train.trainer as trainer
+
+    trajs = varied_trajectories(len(tokenizer))
+    cfg = make_config("algo.minibatch_size=64", "train.micro_batch_tokens=48")
+    assert trainer.single_update(cfg, len(trajs))
+    results = []
+    for skip in (True, False):
+        monkeypatch.setattr(trainer, "single_update", lambda cfg, n, skip=skip: skip)
+        model = copy.deepcopy(tiny_model)
+        calls = []
+        model.register_forward_hook(lambda module, args, out, calls=calls: calls.append(1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        info = rl_step(model, None, optimizer, trajs, cfg, tokenizer.pad_token_id, torch.Generator().manual_seed(1))
+        results.append((len(calls), info, [p.detach().clone() for p in model.parameters()]))
+    (one_calls, one_info, one_weights), (two_calls, two_info, two_weights) = results
+    assert two_calls == 2 * one_calls > 0
+    for a, b in zip(one_weights, two_weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert one_info["loss"] == pytest.approx(two_info["loss"], rel=1e-4, abs=1e-6)
+    assert not torch.equal(one_weights[0], tiny_model.model.embed_tokens.weight)
