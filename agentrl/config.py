@@ -165,6 +165,9 @@ class AlgoConfig(Section):
     and groups of new prompts are sampled in its place, up to `max_refills` rounds."""
     max_refills: int = Field(3, ge=0)
     """filter_zero_variance: rounds of new prompts sampled to replace dropped groups."""
+    reuse_responses: bool = False
+    """AR3PO's response reuse: a group whose rollouts all fail gains the latest earlier success of its prompt, if an
+    earlier step solved it, trained with the log-probs recorded when it was sampled (agentrl/rollout/reuse.py)."""
 
 
 class TrainConfig(Section):
@@ -176,6 +179,10 @@ class TrainConfig(Section):
     (`agentrl sweep --match tokens` does)."""
     max_rl_seconds: float | None = Field(None, gt=0)
     """A wall-clock budget: RL stops after the step at which the seconds spent in RL steps reach it."""
+    problems: int = Field(5000, ge=1)
+    """Train-split problems the run draws each step's prompts from (a seeded sample of the split). With few, prompts
+    recur across steps, as in epochs over a small dataset: what response reuse and the knapsack's success history
+    learn from."""
     lr: float = Field(1e-4, gt=0)
     """RL learning rate (AdamW)."""
     weight_decay: float = Field(0.0, ge=0)
@@ -346,6 +353,8 @@ class Config(Section):
             raise ValueError("algo.advantage=tree_grpo normalises within trees: it needs rollout.sampler=tree")
         if self.rollout.allocation == "adaptive" and self.rollout.presample < 1:
             raise ValueError("rollout.allocation=adaptive samples in stages of rollout.presample: set it to 1 or more")
+        if self.train.problems < self.rollout.prompts_per_step:
+            raise ValueError("train.problems must be at least rollout.prompts_per_step: a step's prompts are distinct")
         return self
 
 

@@ -69,6 +69,7 @@ def test_a_run_written_with_overlap_tools_still_loads_as_its_schedule(tmp_path):
     "overrides, message",
     [
         (["rollout.allocation=adaptive", "rollout.presample=0"], "stages of rollout.presample: set it to 1 or more"),
+        (["train.problems=3", "rollout.prompts_per_step=4"], "train.problems must be at least rollout.prompts_per"),
         (["sandbox.runtime=runsc"], "sandbox.runtime picks a docker container runtime; the local backend has none"),
     ],
 )

@@ -92,10 +92,11 @@ def hydra_overrides(cfg: Config, paths: VerlPaths, lengths: Lengths, train_probl
             "train.max_sampled_tokens / train.max_rl_seconds: verl runs a fixed train.steps; budgets stop RL only "
             "on the local backend"
         )
-    if cfg.rollout.allocation != "uniform" or cfg.algo.filter_zero_variance:
+    if cfg.rollout.allocation != "uniform" or cfg.algo.filter_zero_variance or cfg.algo.reuse_responses:
         raise AgentRLError(
-            "rollout.allocation / algo.filter_zero_variance run on the local backend only: verl samples a fixed "
-            "rollout.n per prompt (its DAPO recipe's filter_groups is not mapped)"
+            "rollout.allocation / algo.filter_zero_variance / algo.reuse_responses run on the local backend only: "
+            "verl samples a fixed rollout.n per prompt (its DAPO recipe's filter_groups is not mapped) and keeps no "
+            "responses across steps"
         )
     per_step = cfg.rollout.prompts_per_step
     seed = cfg.train.seed

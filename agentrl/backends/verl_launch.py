@@ -48,7 +48,6 @@ from agentrl.rollout.formats import build_format, chat_prompt_ids
 from agentrl.tasks import Problem, Task, task_reference
 from agentrl.tools import build_tools
 from agentrl.tools.base import function_schema
-from agentrl.train.trainer import TRAIN_POOL  # as many distinct train problems as the local trainer draws from
 
 SOURCE_ROOT = Path(agentrl.__file__).resolve().parent.parent
 """The folder holding the `agentrl` package: put on verl's PYTHONPATH, so verl runs this very code."""
@@ -103,7 +102,8 @@ def plan(cfg: Config, task: Task, run_dir: Path, tokenizer) -> VerlJob:
     model = Path(cfg.model.path).resolve() if cfg.model.path else run_dir / "sft_model"
     paths = VerlPaths(run_dir, model)
     per_step = cfg.rollout.prompts_per_step
-    train = task.problems("train", max(per_step, min(cfg.train.steps * per_step, TRAIN_POOL)), seed=cfg.train.seed)
+    distinct = max(per_step, min(cfg.train.steps * per_step, cfg.train.problems))  # as many as the local trainer
+    train = task.problems("train", distinct, seed=cfg.train.seed)
     val = task.problems("test", cfg.eval.problems, seed=0)
     prompt = max(len(ids) for ids in prompt_ids(cfg, task, tokenizer, train + val))
     response = cfg.model.max_length - prompt

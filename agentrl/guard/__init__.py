@@ -14,7 +14,8 @@ from agentrl.guard.checkers import CHECKERS, Checker, CheckerContext, CheckerSet
 from agentrl.guard.guard import Guard, audit, build_guard
 from agentrl.guard.metrics import guard_metrics
 from agentrl.guard.policy import ParsedPolicy, PolicySpec, parse_policies, task_policies
-from agentrl.guard.view import StepView, trajectory_from_record
+from agentrl.guard.view import StepView
+from agentrl.trajectory import trajectory_from_record
 
 __all__ = [
     "CHECKERS",

@@ -81,7 +81,7 @@ def check_cmd(
     """Audit saved rollouts against the task's policies and print a table of violations."""
     from agentrl.config import build_config
     from agentrl.guard.guard import Guard
-    from agentrl.guard.view import trajectory_from_record
+    from agentrl.trajectory import trajectory_from_record
 
     loaded, parsed = _task_and_policies(task, policies)
     rows = _read_rows(trajectories)

@@ -18,8 +18,8 @@ import yaml
 
 from agentrl.errors import AgentRLError
 from agentrl.guard.learned import HashedScorer, best_threshold, train_scorer
-from agentrl.guard.view import StepView, render_prefix, replay_views, trajectory_from_record
-from agentrl.trajectory import Trajectory
+from agentrl.guard.view import StepView, render_prefix, replay_views
+from agentrl.trajectory import Trajectory, trajectory_from_record
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from agentrl.config import Config, GuardConfig
 from agentrl.guard.checkers import CHECKERS, Checker, CheckerContext
 from agentrl.guard.policy import ParsedPolicy, task_policies
-from agentrl.guard.view import StepView, post_view, pre_view, replay_views, trajectory_from_record
-from agentrl.trajectory import GuardEvent, Step, Trajectory
+from agentrl.guard.view import StepView, post_view, pre_view, replay_views
+from agentrl.trajectory import GuardEvent, Step, Trajectory, trajectory_from_record
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentrl.trajectory import GuardEvent, Step, Trajectory
+from agentrl.trajectory import Step, Trajectory
 
 Phase = Literal["pre", "post"]
 MAX_RENDERED_OUTPUT = 400
@@ -112,45 +112,6 @@ def _strip_fences(text: str) -> str:
         if text.startswith(opener) and text.endswith(closer):
             return text[len(opener) : len(text) - len(closer)].strip()
     return text
-
-
-def trajectory_from_record(row: dict[str, Any]) -> Trajectory:
-    """Rebuild a `Trajectory` from `Trajectory.to_record()` (extra keys such as "step" are ignored).
-
-    Token ids and log-probs may be missing (compact benchmark rows); guard events come back as `GuardEvent`s.
-    """
-    steps = []
-    for s in row.get("steps", []):
-        events = [e if isinstance(e, GuardEvent) else GuardEvent(**e) for e in s.get("guard", [])]
-        steps.append(
-            Step(
-                action_ids=list(s.get("action_ids", [])),
-                action_logprobs=list(s.get("action_logprobs", [])),
-                action_text=s.get("action_text", ""),
-                finish=s.get("finish", "answer"),
-                tool=s.get("tool"),
-                tool_args=s.get("tool_args"),
-                calls=list(s.get("calls", [])),
-                observation=s.get("observation"),
-                obs_ids=list(s.get("obs_ids", [])),
-                error=s.get("error"),
-                seconds=s.get("seconds", 0.0),
-                guard=events,
-            )
-        )
-    return Trajectory(
-        problem_id=str(row.get("problem_id", "")),
-        group_id=str(row.get("group_id", "")),
-        prompt_ids=list(row.get("prompt_ids", [])),
-        steps=steps,
-        answer=row.get("answer"),
-        score=row.get("score", 0.0),
-        penalty=row.get("penalty", 0.0),
-        reward=row.get("reward", 0.0),
-        done=row.get("done", ""),
-        tree_id=row.get("tree_id"),
-        shared_steps=row.get("shared_steps", 0),
-    )
 
 
 def replay_views(traj: Trajectory, upto: int | None = None) -> Iterator[StepView]:

@@ -35,6 +35,7 @@ RL_ONLY: dict[str, set[str] | None] = {
     },
     "train": {
         "steps",
+        "problems",
         "max_sampled_tokens",
         "max_rl_seconds",
         "lr",

@@ -19,6 +19,7 @@ import torch
 from agentrl.algos import AdvantageInputs, compute_advantages, policy_loss
 from agentrl.config import Config
 from agentrl.engines import Engine, SamplingParams, build_engine
+from agentrl.errors import AgentRLError
 from agentrl.guard import build_guard, guard_metrics
 from agentrl.models import load_policy
 from agentrl.models.loading import bf16_is_emulated, enable_checkpointing, load_pretrained
@@ -32,6 +33,7 @@ from agentrl.rollout.allocation import (
     spread_share,
 )
 from agentrl.rollout.chain import AgentLoop, Policy
+from agentrl.rollout.reuse import ResponseBank
 from agentrl.rollout.tree import SamplingCost, TreeGrowth
 from agentrl.tasks import Problem, Task
 from agentrl.tools import build_tools
@@ -44,8 +46,6 @@ from agentrl.train.rundir import RunDir
 from agentrl.train.sft import expert_trajectories, sft
 from agentrl.train.start import adopt_start, save_start
 from agentrl.trajectory import Trajectory
-
-TRAIN_POOL = 5000  # train-split problems drawn from; step s uses a seeded sample of them
 
 
 @dataclass
@@ -98,25 +98,38 @@ def step_problems(pool: list[Problem], seed: int, step: int, n: int, refill: int
 
 
 def sample_step(
-    loop: AgentLoop, pool: list[Problem], policy: Policy, cfg: Config, step: int, history: SuccessHistory
+    loop: AgentLoop,
+    pool: list[Problem],
+    policy: Policy,
+    cfg: Config,
+    step: int,
+    history: SuccessHistory,
+    bank: ResponseBank | None = None,
 ) -> tuple[list[Trajectory], SamplingCost, dict[str, float]]:
-    """The step's trajectories and cost. With algo.filter_zero_variance, groups whose rewards are all equal are
-    dropped and new prompts sampled in their place (up to algo.max_refills rounds; every sampled token counts in
-    the cost); if none has a spread, the step trains on what it sampled (all advantages 0)."""
+    """The step's trajectories and cost. With a response `bank` (algo.reuse_responses), each all-wrong group gains
+    the latest earlier success of its problem, if any. With algo.filter_zero_variance, groups whose rewards are all
+    equal are then dropped and new prompts sampled in their place (up to algo.max_refills rounds; every sampled
+    token counts in the cost); if none has a spread, the step trains on what it sampled (all advantages 0)."""
     want = cfg.rollout.prompts_per_step
+    reuse = bank.fill if bank is not None else list
     sampled, cost = sample(loop, step_problems(pool, cfg.train.seed, step, want), policy, cfg, step, history)
+    sampled = reuse(sampled)
     refills = 0
     if cfg.algo.filter_zero_variance:
         while (missing := want - len(groups_with_spread(sampled))) > 0 and refills < cfg.algo.max_refills:
             refills += 1
             problems = step_problems(pool, cfg.train.seed, step, missing, refills)
             more, more_cost = sample(loop, problems, policy, cfg, step, history, refills)
-            sampled, cost = sampled + more, cost + more_cost
+            sampled, cost = sampled + reuse(more), cost + more_cost
+    if bank is not None:
+        bank.remember(sampled, step)
     trained = (keep_with_spread(sampled, want) or sampled) if cfg.algo.filter_zero_variance else sampled
     groups = len({t.group_id for t in sampled})
     metrics = {"groups_with_spread": spread_share(sampled), "groups_sampled": float(groups)}
     if cfg.algo.filter_zero_variance:
         metrics |= {"groups_dropped": float(groups - len({t.group_id for t in trained})), "refills": float(refills)}
+    if bank is not None:
+        metrics["reused"] = float(sum(t.reused_from is not None for t in trained))
     return trained, cost, metrics
 
 
@@ -163,6 +176,8 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
     if not one_pass or ref_model is not None:
         whole = micro_batches(batch, torch.arange(len(trajs), device=device), budget, groups, attention)
     old_logprobs = None if one_pass else batched_logprobs(model, batch, whole, chunk)
+    # a reused trajectory's old log-probs are those of the policy that sampled it, recorded then
+    reused = torch.tensor([t.reused_from is not None for t in trajs], device=device)
     ref_logprobs = batched_logprobs(ref_model, batch, whole, chunk) if ref_model is not None else None
     # micro-batch weights in float64: packing partitions the rows differently, float32 weights would round apart
     per_row = (
@@ -184,9 +199,10 @@ def rl_step(model, ref_model, optimizer, trajs: list[Trajectory], cfg: Config, p
                 if epoch == 0:
                     forward_tokens += packed.tokens if packed is not None else int(mb.lengths.sum())
                 logprobs, entropy = token_logprobs(model, mb, with_entropy=True, chunk_mib=chunk, packed=packed)
+                old = logprobs.detach() if old_logprobs is None else old_logprobs[micro, :width]
                 loss, micro_info = policy_loss(
                     logprobs,
-                    logprobs.detach() if old_logprobs is None else old_logprobs[micro, :width],
+                    torch.where(reused[micro, None], mb.sampling_logprobs.to(old.dtype), old),
                     advantages[micro, :width],
                     mb.response_mask,
                     clip_low=cfg.algo.clip_low,
@@ -349,8 +365,14 @@ def train(
             ref_model = AdapterOff(model) if lora else load_pretrained(run.sft_model, device, cfg.train.dtype)[0].eval()
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
-        pool = task.problems("train", TRAIN_POOL, seed=cfg.train.seed)
+        pool = task.problems("train", cfg.train.problems, seed=cfg.train.seed)
+        if len(pool) < cfg.rollout.prompts_per_step:
+            raise AgentRLError(
+                f"task {task.name}: its train split gave {len(pool)} problems, fewer than rollout.prompts_per_step "
+                f"({cfg.rollout.prompts_per_step})"
+            )
         history = SuccessHistory.from_state(state.get("allocation"))
+        bank = ResponseBank.from_state(state.get("reuse")) if cfg.algo.reuse_responses else None
         params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)
         hooks.stage("rl", cfg.train.steps - state["step"])
         for step in range(state["step"] + 1, cfg.train.steps + 1):
@@ -358,15 +380,17 @@ def train(
                 break
             start = time.perf_counter()
             model.eval()
-            trajs, cost, sampling = sample_step(loop, pool, loop.model_policy(engine, params), cfg, step, history)
+            policy = loop.model_policy(engine, params)
+            trajs, cost, sampling = sample_step(loop, pool, policy, cfg, step, history, bank)
             rollout_s = time.perf_counter() - start
             model.train()
             update = rl_step(model, ref_model, optimizer, trajs, cfg, tokenizer.pad_token_id, engine.generator)
             update["engine_sync_s"] = engine.sync_weights(model)
+            fresh = [t for t in trajs if t.reused_from is None]  # what this step's policy did
             metrics = {
                 "stage": "rl",
-                **rollout_metrics(trajs),
-                **guard_metrics(trajs),
+                **rollout_metrics(fresh),
+                **guard_metrics(fresh),
                 **cost.as_metrics(),
                 **sampling,
                 **update,
@@ -379,6 +403,8 @@ def train(
             state["rl_sampled_tokens"] += int(metrics["sampled_tokens"])
             state["rl_seconds"] += metrics["seconds"]
             state["allocation"] = history.state()
+            if bank is not None:
+                state["reuse"] = bank.state()
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps or budget_spent(cfg, state):
                 checkpoint(step)
             hooks.advance({"step": step, **metrics})

@@ -82,8 +82,9 @@ def test_a_token_or_seconds_budget_is_refused_on_verl():
             overrides(budget)
 
 
-def test_rollout_allocation_and_the_zero_variance_filter_are_refused_on_verl():
-    for setting in ("rollout.allocation=knapsack", "rollout.allocation=adaptive", "algo.filter_zero_variance=true"):
+def test_rollout_allocation_the_zero_variance_filter_and_response_reuse_are_refused_on_verl():
+    refused = ("rollout.allocation=knapsack", "rollout.allocation=adaptive", "algo.filter_zero_variance=true")
+    for setting in (*refused, "algo.reuse_responses=true"):
         with pytest.raises(AgentRLError, match="local backend only"):
             overrides(setting)
 

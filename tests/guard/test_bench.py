@@ -15,7 +15,7 @@ from agentrl.guard.bench import (
 )
 from agentrl.guard.dataset import Bench
 from agentrl.guard.evaluate import evaluate_rules
-from agentrl.guard.view import trajectory_from_record
+from agentrl.trajectory import trajectory_from_record
 
 
 def test_a_prefix_shows_earlier_steps_whole_and_its_last_call_before_it_runs():

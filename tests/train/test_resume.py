@@ -37,13 +37,14 @@ def _final_weights(run: RunDir):
     "sampling",
     [
         [],
-        # the allocation's success estimates and the refill draws carry across the crash
-        ["rollout.allocation=knapsack", "rollout.max_group=6", "algo.filter_zero_variance=true", "algo.max_refills=1"],
+        # the allocation's success estimates, the refill draws and the response bank carry across the crash
+        ["rollout.allocation=knapsack", "rollout.max_group=6", "algo.filter_zero_variance=true", "algo.max_refills=1"]
+        + ["algo.reuse_responses=true", "train.problems=4"],  # 4 problems: prompts recur, estimates carry over
         # trees dealt out in stages, each prompt until its leaves' rewards differ
         ["rollout.sampler=tree", "algo.advantage=tree_grpo", "rollout.allocation=adaptive", "rollout.tree.trees=2"]
         + ["rollout.presample=1", "rollout.min_group=1", "rollout.tree.iterations=1", "rollout.tree.keep=2"],
     ],
-    ids=["uniform", "knapsack+filter", "tree+adaptive"],
+    ids=["uniform", "knapsack+filter+reuse", "tree+adaptive"],
 )
 def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task, sampling):
     whole_cfg = make_config("run.name=whole", "algo.kl_coef=0.05", *sampling)
@@ -69,7 +70,10 @@ def test_resume_after_a_crash_matches_an_unbroken_run(make_config, arith_task, s
     assert _rl_metrics(resumed) == _rl_metrics(whole)
     assert all("kl" in m and "groups_with_spread" in m for m in _rl_metrics(resumed))
     if "algo.filter_zero_variance=true" in sampling:
-        assert all({"groups_dropped", "refills"} <= m.keys() for m in _rl_metrics(resumed))
+        assert all({"groups_dropped", "refills", "reused"} <= m.keys() for m in _rl_metrics(resumed))
+        assert "reuse" in json.loads((sorted(resumed.checkpoints.glob("step-*"))[-1] / "state.json").read_text())
+        problems = {json.loads(line)["problem_id"] for line in resumed.rollouts.read_text().splitlines()}
+        assert len(problems) <= 4
     a, b = _final_weights(whole), _final_weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed_summary.pop("rl_seconds") > 0 and summary.pop("rl_seconds") > 0  # wall-clock: not repeatable
