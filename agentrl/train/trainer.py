@@ -90,6 +90,17 @@ def sample(
     return trajs, grow.cost if grow else SamplingCost.of(trajs)
 
 
+def train_pool(task: Task, cfg: Config) -> list[Problem]:
+    """The train-split problems (`train.problems` of them, or as many as the split has) a run draws its prompts from."""
+    pool = task.problems("train", cfg.train.problems, seed=cfg.train.seed)
+    if len(pool) < cfg.rollout.prompts_per_step:
+        raise AgentRLError(
+            f"task {task.name}: its train split gave {len(pool)} problems, fewer than rollout.prompts_per_step "
+            f"({cfg.rollout.prompts_per_step}), and a step's prompts are distinct"
+        )
+    return pool
+
+
 def step_problems(pool: list[Problem], seed: int, step: int, n: int, refill: int = 0) -> list[Problem]:
     """The prompts of RL step `step` (or of its refill round): a seeded draw of `n` distinct problems from the run's
     train pool."""
@@ -365,12 +376,7 @@ def train(
             ref_model = AdapterOff(model) if lora else load_pretrained(run.sft_model, device, cfg.train.dtype)[0].eval()
 
         # --- RL: rollout -> reward -> advantage -> update, one checkpoint per step ---
-        pool = task.problems("train", cfg.train.problems, seed=cfg.train.seed)
-        if len(pool) < cfg.rollout.prompts_per_step:
-            raise AgentRLError(
-                f"task {task.name}: its train split gave {len(pool)} problems, fewer than rollout.prompts_per_step "
-                f"({cfg.rollout.prompts_per_step})"
-            )
+        pool = train_pool(task, cfg)
         history = SuccessHistory.from_state(state.get("allocation"))
         bank = ResponseBank.from_state(state.get("reuse")) if cfg.algo.reuse_responses else None
         params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)

@@ -1,5 +1,6 @@
 """Response reuse: an all-wrong group gains its problem's latest earlier success, with the step that sampled it; the
-bank keeps only fresh successes, evicts the oldest past its size and survives the checkpoint as JSON."""
+bank keeps only fresh successes, evicts the oldest past its size and survives the checkpoint as JSON. A train split
+too small for a step's distinct prompts is a clear error."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import torch
 import agentrl.rollout.reuse as reuse
 from agentrl.algos import tree_grpo_advantages
 from agentrl.config import build_config
+from agentrl.errors import AgentRLError
 from agentrl.rollout.allocation import SuccessHistory
 from agentrl.rollout.reuse import ResponseBank
 from agentrl.tasks import Problem
-from agentrl.train.trainer import sample_step
+from agentrl.train.trainer import sample_step, train_pool
 from agentrl.trajectory import Step, Trajectory
 
 
@@ -103,3 +105,18 @@ def test_a_step_reuses_an_earlier_success_for_an_all_wrong_group(filtered):
     assert (cost.leaves, cost.generated_tokens) == (4, 8)  # 2 prompts x 2 rollouts x 2 tokens: reuse is free
     if filtered:  # the filter keeps the group that reuse gave a spread, and drops the other
         assert {t.group_id for t in second} == {"2/p0"}
+
+
+class SmallTask:
+    name = "small"
+
+    def problems(self, split, n, seed=0):
+        return [Problem(f"{split}-{i}", "q", "0", {}) for i in range(min(n, 3))]
+
+
+def test_a_train_split_smaller_than_a_steps_prompts_is_a_clear_error():
+    cfg = build_config([{"task": "arith-python"}], ["rollout.prompts_per_step=3", "train.problems=10"])
+    assert [p.id for p in train_pool(SmallTask(), cfg)] == ["train-0", "train-1", "train-2"]
+    cfg = build_config([{"task": "arith-python"}], ["rollout.prompts_per_step=4"])
+    with pytest.raises(AgentRLError, match="train split gave 3 problems, fewer than rollout.prompts_per_step"):
+        train_pool(SmallTask(), cfg)
