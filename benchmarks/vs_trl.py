@@ -212,7 +212,7 @@ def run_trl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dict:
     from agentrl.rollout.parsers import FinalAnswer
     from agentrl.tasks import load_task
     from agentrl.tools import build_tools
-    from agentrl.train.trainer import step_problems
+    from agentrl.train.trainer import step_problems, train_pool
 
     torch.set_num_threads(threads)
     task = load_task(setting.task)
@@ -222,7 +222,7 @@ def run_trl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dict:
     tools = build_tools(task, cfg, stack)
     loop = AgentLoop(task, tokenizer, tools, cfg.rollout, cfg.model.max_length)
     stack.callback(loop.pool.shutdown)
-    pool = task.problems("train", cfg.train.problems, seed=seed)
+    pool = train_pool(task, cfg)  # the trainer's own pool: cfg.train.seed is `seed`
     problems = [p for step in range(1, setting.steps + 1) for p in step_problems(pool, seed, step, setting.prompts)]
     by_prompt = {p.prompt: p for p in problems}
     native = loop.format.name == "native"
