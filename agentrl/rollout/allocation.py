@@ -170,6 +170,15 @@ def spread_share(trajs: Sequence[Trajectory]) -> float:
     return len(groups_with_spread(trajs)) / max(len({t.group_id for t in trajs}), 1)
 
 
+def rollout_spread_share(trajs: Sequence[Trajectory]) -> float:
+    """Share of the sampled trajectories of `trajs` (reused copies not counted) whose group's rewards differ: the
+    rollouts that get a non-zero advantage, which Knapsack RL's effective-gradient ratio counts. Unlike
+    `spread_share`, a large group weighs more than a small one."""
+    spread = set(groups_with_spread(trajs))
+    own = [t for t in trajs if t.reused_from is None]
+    return sum(t.group_id in spread for t in own) / max(len(own), 1)
+
+
 def keep_with_spread(trajs: Sequence[Trajectory], groups: int) -> list[Trajectory]:
     """The trajectories of the first `groups` groups with a spread of rewards (DAPO's dynamic sampling)."""
     kept = set(groups_with_spread(trajs)[:groups])

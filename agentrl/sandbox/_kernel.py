@@ -258,6 +258,19 @@ def _kill_descendants() -> None:
         pass
 
 
+def _fork_patiently(deadline: float) -> int:
+    """`os.fork()`, retried until `deadline` (a monotonic time) while the family is at max_procs:
+    processes just killed (a timed-out cell's fork bomb) count against the limit until their new
+    parent, the sandbox's init, has reaped them."""
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:  # EAGAIN
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
@@ -268,6 +281,7 @@ def _signal_name(num: int) -> str:
 # ---------------------------------------------------------------- the session kernel
 _ROLLBACK = ("SystemExit", "MemoryError", "KeyboardInterrupt")
 _MAX_STATUS = 1 << 26
+_FORK_PATIENCE_S = 2.0  # how long a cell waits for a process slot freed by killed processes
 _GARBLED = {"error": ["SandboxCrash", "the cell garbled its status channel; state rolled back", ""], "rollback": True}
 
 
@@ -388,7 +402,7 @@ class Kernel:
         ks, cs = socket.socketpair()
         _flush()
         try:
-            pid = os.fork()
+            pid = _fork_patiently(min(t0 + timeout, time.monotonic() + _FORK_PATIENCE_S))
         except OSError as e:  # e.g. EAGAIN: the family is at max_procs
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
@@ -531,12 +545,13 @@ class Kernel:
             except OSError:
                 status = {"error": ["SandboxCrash", "the cell's process vanished", ""]}
         if not took_over:
+            if died is None:  # stopped before anything is killed: its orphans would go to init, out of reach
+                _kill_tree(pid)  # the cell and everything it started
             try:  # what is left of a crashed cell's process group (its tree went to init)
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
             if died is None:
-                _kill_tree(pid)  # the cell and everything it started
                 try:
                     os.waitpid(pid, 0)
                 except ChildProcessError:

@@ -47,9 +47,8 @@ def read_run(run: SweepRun) -> tuple[dict[str, Any], list[dict[str, Any]]] | Non
 
 
 def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]]) -> dict[str, Any]:
-    """A finished run's figures: pass@1 before and after RL, what RL spent, and the share of sampled groups whose
-    rewards differed (None for runs that predate the metric)."""
-    spread = [m["groups_with_spread"] for m in rl if "groups_with_spread" in m]
+    """A finished run's figures: pass@1 before and after RL, what RL spent, and the shares of sampled groups and
+    rollouts whose group's rewards differed (None for runs that predate the metric)."""
     return {
         "point": run.point.label,
         "seed": run.seed,
@@ -59,8 +58,17 @@ def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]])
         "stopped_by": summary["stopped_by"],
         "sampled_tokens": summary["rl_sampled_tokens"],
         "rl_seconds": summary["rl_seconds"],
-        "groups_with_spread": fmean(spread) if spread else None,
+        **{key: _step_mean(rl, key) for key in SPREADS},
     }
+
+
+SPREADS = ("groups_with_spread", "rollouts_with_spread")
+"""The RL-step metrics of the share of a step's samples with a non-zero advantage, per group and per rollout."""
+
+
+def _step_mean(rl: list[dict[str, Any]], key: str) -> float | None:
+    values = [m[key] for m in rl if key in m]
+    return fmean(values) if values else None
 
 
 CURVES = {"pass_rate": "training pass rate", "entropy": "token entropy"}
@@ -143,9 +151,15 @@ def build_report(spec: SweepSpec, runs_dir: str | Path) -> dict[str, Any]:
     }
 
 
-COSTS = {"steps": "{:.1f}", "sampled_tokens": "{:,.0f}", "rl_seconds": "{:,.0f}", "groups_with_spread": "{:.2f}"}
-"""What RL spent, and the share of its groups with a non-zero advantage, averaged over a point's seeds, and how the
-table prints it."""
+COSTS = {
+    "steps": "{:.1f}",
+    "sampled_tokens": "{:,.0f}",
+    "rl_seconds": "{:,.0f}",
+    "groups_with_spread": "{:.2f}",
+    "rollouts_with_spread": "{:.2f}",
+}
+"""What RL spent, and the shares of its groups and rollouts with a non-zero advantage, averaged over a point's
+seeds, and how the table prints it."""
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -174,7 +188,7 @@ def _matched(report: dict[str, Any]) -> str:
 def sweep_table(report: dict[str, Any]) -> Table:
     """The comparison table, one row per point."""
     headers = ["point", "runs", "pass@1 before RL", "pass@1 after RL", "vs baseline"]
-    headers += ["RL steps", "sampled tokens (RL)", "RL seconds", "groups with spread"]
+    headers += ["RL steps", "sampled tokens (RL)", "RL seconds", "groups with spread", "rollouts with spread"]
     rows = []
     for p in report["points"]:
         vs = "baseline" if p["vs_baseline"] is None else _interval(p["vs_baseline"], signed=True)
@@ -185,7 +199,8 @@ def sweep_table(report: dict[str, Any]) -> Table:
         f"{report['runs_done']} of {report['runs_total']} runs done, {report['seeds']} seeds per point. Held-out "
         "pass@1: the mean over seeds with its 95% Student-t interval; the difference to the baseline point "
         f"{report['baseline']} is paired by seed. {_matched(report)} Costs are means over seeds; groups with "
-        "spread: the share of sampled groups whose rewards differed (a non-zero advantage), over steps and seeds."
+        "spread: the share of sampled groups whose rewards differed (a non-zero advantage), over steps and seeds; "
+        "rollouts with spread: the share of sampled rollouts in such groups."
     )
     return Table(f"Sweep {report['sweep']}: {report['task']}", headers, rows, note, figures=["curves"])
 

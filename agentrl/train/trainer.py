@@ -30,6 +30,7 @@ from agentrl.rollout.allocation import (
     allocate,
     groups_with_spread,
     keep_with_spread,
+    rollout_spread_share,
     spread_share,
 )
 from agentrl.rollout.chain import AgentLoop, Policy
@@ -136,7 +137,11 @@ def sample_step(
         bank.remember(sampled, step)
     trained = (keep_with_spread(sampled, want) or sampled) if cfg.algo.filter_zero_variance else sampled
     groups = len({t.group_id for t in sampled})
-    metrics = {"groups_with_spread": spread_share(sampled), "groups_sampled": float(groups)}
+    metrics = {
+        "groups_with_spread": spread_share(sampled),
+        "rollouts_with_spread": rollout_spread_share(sampled),
+        "groups_sampled": float(groups),
+    }
     if cfg.algo.filter_zero_variance:
         metrics |= {"groups_dropped": float(groups - len({t.group_id for t in trained})), "refills": float(refills)}
     if bank is not None:

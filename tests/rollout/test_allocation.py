@@ -15,6 +15,7 @@ from agentrl.rollout.allocation import (
     keep_with_spread,
     knapsack,
     nonzero_probability,
+    rollout_spread_share,
     spread_share,
     worth,
 )
@@ -127,3 +128,11 @@ def test_the_filter_keeps_the_first_groups_with_a_spread():
     trajs += [_traj("c", "c", 0.5), _traj("c", "c", 0.0), _traj("d", "d", 1.0), _traj("d", "d", 0.0)]
     assert [t.group_id for t in keep_with_spread(trajs, 2)] == ["b", "b", "c", "c"]
     assert spread_share(trajs) == 0.75
+
+
+def test_the_rollout_share_weighs_groups_by_size_and_leaves_reused_copies_out():
+    trajs = [_traj("a", "a", 1.0) for _ in range(6)] + [_traj("b", "b", 0.0), _traj("b", "b", 1.0)]
+    assert (spread_share(trajs), rollout_spread_share(trajs)) == (0.5, 0.25)  # 2 of 8 rollouts, 1 of 2 groups
+    wrong = [_traj("c", "c", 0.0), _traj("c", "c", 0.0)]
+    reused = Trajectory("c", "c", [1], reward=1.0, score=1.0, reused_from=3)  # gives the all-wrong group a spread
+    assert rollout_spread_share(wrong + [reused]) == 1.0 and rollout_spread_share(wrong) == 0.0

@@ -31,7 +31,8 @@ def fake_run(path, before: float, after: float, tokens: list[int]) -> None:
     summary |= {"rl_sampled_tokens": sum(tokens), "rl_seconds": 2.0 * len(tokens)}
     (path / "summary.json").write_text(json.dumps(summary))
     records = [{"step": 0, "stage": "eval_before", "pass@1": before}]
-    records += [{"step": i + 1, "stage": "rl", "pass_rate": after * (i + 1)} for i, t in enumerate(tokens)]
+    spreads = {"groups_with_spread": 0.5, "rollouts_with_spread": after}
+    records += [{"step": i + 1, "stage": "rl", "pass_rate": after * (i + 1)} | spreads for i, t in enumerate(tokens)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -52,6 +53,7 @@ def test_points_get_means_over_seeds_and_differences_paired_by_seed(tmp_path):
     half = 12.706204736174707 * (abs(diffs[0] - diffs[1]) / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1 df)
     assert rloo["vs_baseline"]["high"] - rloo["vs_baseline"]["mean"] == pytest.approx(half)
     assert (grpo["steps"], grpo["sampled_tokens"], grpo["rl_seconds"]) == (2, 220, 4.0)
+    assert grpo["groups_with_spread"] == 0.5 and grpo["rollouts_with_spread"] == pytest.approx(0.35)
     curve = rloo["curves"]["pass_rate"]  # seeds 0 and 1: pass_rate = after x step
     assert curve["step"] == [1, 2] and curve["low"] == [0.36, 0.72] and curve["high"] == [0.44, 0.88]
     assert curve["mean"] == pytest.approx([0.40, 0.80]) and rloo["curves"]["entropy"]["step"] == []
