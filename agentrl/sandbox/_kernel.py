@@ -324,15 +324,25 @@ class Kernel:
                 send(self.chan, {"error": f"unknown op {op!r}"})
 
     def _kill_strays(self) -> None:
-        """Kill processes started by threads that outlived their cell (children of this process
-        that are not forked sessions), so that nothing is orphaned when the session ends."""
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return  # no children at all: the common case costs one syscall
+        """Kill and reap the children of this process that are not forked sessions: processes started
+        by threads that outlived their cell, and what a crashed or timed-out cell left (its orphans
+        come back here while a cell runs), so that nothing a cell started outlives it."""
         me = os.getpid()
-        for pid in [p for p, parent in _proc_parents().items() if parent == me and p not in self.forks]:
-            _kill_tree(pid)
+        for _ in range(100):  # a killed stray's orphans come back here too: another round takes them
+            try:
+                os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return  # no children at all: the common case costs one syscall
+            strays = [p for p, parent in _proc_parents().items() if parent == me and p not in self.forks]
+            if not strays:
+                return
+            for pid in strays:
+                _kill_tree(pid)
+            for pid in strays:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
 
     def _hello(self) -> None:
         send(self.chan, {"ready": True, "pid": os.getpid(), "workdir": self.workdir})
@@ -401,9 +411,11 @@ class Kernel:
         err_r, err_w = os.pipe()
         ks, cs = socket.socketpair()
         _flush()
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # while the cell runs: its orphans come back here, not to init
         try:
             pid = _fork_patiently(min(t0 + timeout, time.monotonic() + _FORK_PATIENCE_S))
         except OSError as e:  # e.g. EAGAIN: the family is at max_procs
+            _prctl(PR_SET_CHILD_SUBREAPER, 0)
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
             ks.close()
@@ -556,6 +568,8 @@ class Kernel:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
+            self._kill_strays()  # what the cell started that escaped its tree (it died first, or setsid'd)
+            _prctl(PR_SET_CHILD_SUBREAPER, 0)
         if pidfd is not None:
             os.close(pidfd)
         os.close(out_r)

@@ -3,6 +3,8 @@
 import os
 import shlex
 
+import pytest
+
 from .sandbox_helpers import assert_contained
 
 
@@ -32,10 +34,7 @@ def test_no_privilege_escalation(fresh_sandbox):
     assert_contained(fresh_sandbox)
 
 
-def test_processes_started_by_a_cell_do_not_outlive_it(fresh_sandbox):
-    s = fresh_sandbox.session()
-    s.run("import subprocess\np = subprocess.Popen(['sleep', '60'], start_new_session=True)")
-    listing = """
+LISTING = """
 import os
 def cmdlines():
     out = []
@@ -47,6 +46,19 @@ def cmdlines():
     return out
 cmdlines()
 """
-    r = s.run(listing)
+SLEEPER = "import subprocess, os, time\np = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+
+
+@pytest.mark.parametrize(
+    ("ending", "error"),
+    [("", None), ("os._exit(3)", "SandboxCrash"), ("time.sleep(30)", "TimeoutError")],
+    ids=["ends", "crashes", "times-out"],
+)
+def test_processes_started_by_a_cell_do_not_outlive_it(fresh_sandbox, ending, error):
+    """However the cell ends, its setsid'd child goes with it: a crashed cell's orphans would otherwise go to init."""
+    s = fresh_sandbox.session()
+    r = s.run(SLEEPER + ending, timeout=1.5)
+    assert (r.error.name if r.error else None) == error, r.output()
+    r = s.run(LISTING)
     assert r.error is None and r.result is not None, r.output()
     assert "sleep" not in r.result
