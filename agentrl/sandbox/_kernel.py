@@ -258,19 +258,6 @@ def _kill_descendants() -> None:
         pass
 
 
-def _fork_patiently(deadline: float) -> int:
-    """`os.fork()`, retried until `deadline` (a monotonic time) while the family is at max_procs:
-    processes just killed (a timed-out cell's fork bomb) count against the limit until their new
-    parent, the sandbox's init, has reaped them."""
-    while True:
-        try:
-            return os.fork()
-        except BlockingIOError:  # EAGAIN
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.02)
-
-
 def _signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
@@ -281,7 +268,6 @@ def _signal_name(num: int) -> str:
 # ---------------------------------------------------------------- the session kernel
 _ROLLBACK = ("SystemExit", "MemoryError", "KeyboardInterrupt")
 _MAX_STATUS = 1 << 26
-_FORK_PATIENCE_S = 2.0  # how long a cell waits for a process slot freed by killed processes
 _GARBLED = {"error": ["SandboxCrash", "the cell garbled its status channel; state rolled back", ""], "rollback": True}
 
 
@@ -413,7 +399,7 @@ class Kernel:
         _flush()
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # while the cell runs: its orphans come back here, not to init
         try:
-            pid = _fork_patiently(min(t0 + timeout, time.monotonic() + _FORK_PATIENCE_S))
+            pid = os.fork()
         except OSError as e:  # e.g. EAGAIN: the family is at max_procs
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
             for fd in (out_r, out_w, err_r, err_w):
@@ -557,18 +543,13 @@ class Kernel:
             except OSError:
                 status = {"error": ["SandboxCrash", "the cell's process vanished", ""]}
         if not took_over:
-            if died is None:  # stopped before anything is killed: its orphans would go to init, out of reach
-                _kill_tree(pid)  # the cell and everything it started
-            try:  # what is left of a crashed cell's process group (its tree went to init)
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
             if died is None:
+                _kill_tree(pid)  # the cell and everything it started, all stopped before any is killed
                 try:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-            self._kill_strays()  # what the cell started that escaped its tree (it died first, or setsid'd)
+            self._kill_strays()  # what a crashed cell started: its orphans came back to this process
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
         if pidfd is not None:
             os.close(pidfd)
