@@ -9,9 +9,10 @@ fresh process of its own, back to back, with the same torch threads; seeds alter
   short agentrl SFT (part `single`), and on SmolLM2-135M-Instruct's real weights (part `smollm2`, from the
   directory `agentrl models smollm2 DIR` writes; `--smollm2 DIR`, default runs/smollm2).
 - multi-turn with a tool (part `multi`): arith-python with the python tool in Qwen2.5's own tool-calling format,
-  on a Qwen2.5-Instruct directory (`--qwen DIR`; without one, a random-weight fixture with Qwen2.5's chat
-  template, which exercises the loop but never calls a tool). TRL runs it with `tools=[python]`, a function
-  that runs the code in agentrl's local sandbox (a fresh session per call, as agentrl opens one per trajectory).
+  on a Qwen2.5-Instruct directory (`--qwen DIR`; without one, a small Qwen2.5 fixture with Qwen2.5's chat
+  template, taught to call the tool by a short agentrl SFT in that format). TRL runs it with `tools=[python]`, a
+  function that runs the code in agentrl's local sandbox (a fresh session per call: a TRL tool keeps no state per
+  trajectory, where agentrl keeps one session per trajectory).
 
 Printed per framework: median seconds per RL step and its two halves (sampling with the reward; the update),
 generated tokens per second of sampling, context tokens per second of update, peak RSS, and the mean training
@@ -314,17 +315,21 @@ def prepare_models(args, work: str) -> list[Setting]:
     if "smollm2" in args.parts:
         settings.append(Setting("single-turn smollm2", args.smollm2, ADD_DIRECT, args.steps, lr=1e-5, format="native"))
     if "multi" in args.parts:
-        model = args.qwen or str(build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE))
-        name = "multi-turn " + ("qwen2.5" if args.qwen else "qwen2.5 fixture")
-        settings.append(
-            Setting(name, model, "arith-python", args.steps, max_new_tokens=48, max_turns=3, lr=1e-6, format="native")
-        )
+        multi = Setting("multi-turn qwen2.5", "", "arith-python", args.steps, max_new_tokens=48, max_turns=3, lr=1e-6)
+        multi = replace(multi, format="native")
+        if args.qwen:
+            settings.append(replace(multi, model=args.qwen))
+        else:
+            fixture = build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE)
+            native = [f"model.path={fixture}", "rollout.format=native", f"rollout.max_new_tokens={multi.max_new_tokens}"]
+            taught = sft_model(load_task(multi.task), [*native, f"sft.steps={args.sft_steps}"], f"{work}/sft-qwen")
+            settings.append(replace(multi, name="multi-turn qwen2.5 fixture", model=str(taught.sft_model), lr=1e-4))
     return settings
 
 
 FIXTURE_SIZE = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_key_value_heads": 2}
-"""A Qwen2.5 fixture (random weights, the real chat template): it drives TRL's tool loop end to end, but it is not
-trained to call a tool, so its rows time generation, not a multi-turn run."""
+"""A Qwen2.5 fixture: random weights, Qwen2.5's real chat template, a 1k-token vocabulary. An agentrl SFT in Qwen's
+own tool-calling format (the same steps as the tiny model's) teaches it to call the python tool and answer."""
 
 
 def main() -> None:
@@ -333,11 +338,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--group", type=int, default=8)
-    parser.add_argument("--sft-steps", type=int, default=600)
+    parser.add_argument("--sft-steps", type=int, default=600, help="agentrl SFT of the tiny model and the fixture")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", nargs="+", choices=["single", "smollm2", "multi"], default=["single"])
     parser.add_argument("--smollm2", default="runs/smollm2", help="its directory (`agentrl models smollm2 DIR`)")
     parser.add_argument("--qwen", help="multi: a Qwen2.5-Instruct directory (default: a random-weight fixture)")
+    parser.add_argument("--work", help="keeps the SFT models for the next invocation (default: a temporary directory)")
     args = parser.parse_args()
     console = Console(width=150)
 
@@ -348,7 +354,8 @@ def main() -> None:
         knobs.add_row(*row)
     console.print(knobs)
 
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or scratch
         settings = [replace(s, prompts=args.prompts, group=args.group) for s in prepare_models(args, work)]
         results: dict[tuple[str, str], list[dict]] = {}
         for setting in settings:
@@ -357,7 +364,7 @@ def main() -> None:
                 for name, fn in order if seed % 2 == 0 else order[::-1]:
                     console.print(f"[dim]{setting.name}: {name}, seed {seed}[/dim]")
                     results.setdefault((setting.name, name), []).append(
-                        in_child(fn, setting, seed, args.threads, f"{work}/runs")
+                        in_child(fn, setting, seed, args.threads, f"{scratch}/runs")
                     )
         print_results(console, settings, results, args)
 
