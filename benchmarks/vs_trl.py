@@ -321,8 +321,9 @@ def prepare_models(args, work: str) -> list[Setting]:
             settings.append(replace(multi, model=args.qwen))
         else:
             fixture = build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE)
-            native = [f"model.path={fixture}", "rollout.format=native", f"rollout.max_new_tokens={multi.max_new_tokens}"]
-            taught = sft_model(load_task(multi.task), [*native, f"sft.steps={args.sft_steps}"], f"{work}/sft-qwen")
+            native = [f"model.path={fixture}", "rollout.format=native", f"sft.steps={args.sft_steps}"]
+            native.append(f"rollout.max_new_tokens={multi.max_new_tokens}")
+            taught = sft_model(load_task(multi.task), native, f"{work}/sft-qwen")
             settings.append(replace(multi, name="multi-turn qwen2.5 fixture", model=str(taught.sft_model), lr=1e-4))
     return settings
 
