@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -148,7 +147,10 @@ KNOBS = [
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: across fork and exec it keeps the parent's RSS
+    at the fork, which here (the SFT ran in the parent) would floor both frameworks' figures."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def summarize(steps: list[dict]) -> dict:
@@ -239,20 +241,18 @@ def run_trl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dict:
         captured.setdefault("rewards", scores)
         return scores
 
-    def python(code: str) -> str:
-        """Run Python code in a persistent session (variables and imports stay between calls). Returns what the code
-        prints and the value of its last expression, or the error.
-
-        Args:
-            code: Python code; the last expression is shown.
-        """
+    def python(code: str):  # no return annotation, which TRL would add to the tool's schema
         state = tools["python"].open_state()
         try:
             return tools["python"].run({"code": code}, state).output
         finally:
             state.close()
 
-    trl_tools = [python] if "python" in tools and native else None
+    trl_tools = None
+    if "python" in tools and native:
+        spec = tools["python"]  # TRL reads the schema from the docstring: agentrl's tool's texts, word for word
+        python.__doc__ = f"{spec.description}\n\nArgs:\n    code: {spec.schema['properties']['code']['description']}\n"
+        trl_tools = [python]
     if trl_tools and getattr(tokenizer, "response_template", None) is None:
         tokenizer.response_template = qwen3_template  # Qwen's <tool_call> JSON, which TRL cannot match by name here
     messages = [task.messages(p, instructions=native) for p in problems]
