@@ -15,8 +15,9 @@ fresh process of its own, back to back, with the same torch threads; seeds alter
   trajectory, where agentrl keeps one session per trajectory).
 
 Printed per framework: median seconds per RL step and its two halves (sampling with the reward; the update),
-generated tokens per second of sampling, context tokens per second of update, peak RSS, and the mean training
-reward per step over seeds; then the advantages both compute for one batch of rewards.
+generated tokens per second of sampling, context tokens per second of update, peak RSS, the mean training reward
+per step over seeds, and the mean tool calls per completion; then the advantages both compute for one batch of
+rewards.
 
 Run: `python benchmarks/vs_trl.py [--steps 5] [--seeds 2] [--parts single smollm2 multi]` (needs TRL:
 `pip install 'agentrl[trl]'`).
@@ -154,7 +155,7 @@ def peak_rss_mib() -> float:
 
 
 def summarize(steps: list[dict]) -> dict:
-    """Per-step rows (reward, seconds, sample_s, generated, context) -> the table's figures."""
+    """Per-step rows (reward, seconds, sample_s, generated, context, tool_calls) -> the table's figures."""
     sample_s = [r["sample_s"] for r in steps]
     update_s = [r["seconds"] - r["sample_s"] for r in steps]
     return {
@@ -164,6 +165,7 @@ def summarize(steps: list[dict]) -> dict:
         "generated_per_s": sum(r["generated"] for r in steps) / sum(sample_s),
         "update_tokens_per_s": sum(r["context"] for r in steps) / sum(update_s),
         "rewards": [r["reward"] for r in steps],
+        "tool_calls": statistics.mean(r["tool_calls"] for r in steps),
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -190,6 +192,7 @@ def run_agentrl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dic
                 "sample_s": r["rollout_s"],
                 "generated": r["generated_tokens"],
                 "context": r["context_tokens"],
+                "tool_calls": r["tool_calls"],
             }
             for r in rows
             if r.get("stage") == "rl"
@@ -275,7 +278,10 @@ def run_trl(setting: Setting, seed: int, threads: int, runs_dir: str) -> dict:
             if logs and "reward" in logs:
                 n = setting.prompts * setting.group
                 rows[-1].update(
-                    reward=logs["reward"], seconds=logs["step_time"], generated=logs["completions/mean_length"] * n
+                    reward=logs["reward"],
+                    seconds=logs["step_time"],
+                    generated=logs["completions/mean_length"] * n,
+                    tool_calls=logs.get("tools/call_frequency", 0.0),  # calls per completion, logged with tools only
                 )
             return control
 
@@ -346,7 +352,7 @@ def main() -> None:
     parser.add_argument("--qwen", help="multi: a Qwen2.5-Instruct directory (default: a random-weight fixture)")
     parser.add_argument("--work", help="keeps the SFT models for the next invocation (default: a temporary directory)")
     args = parser.parse_args()
-    console = Console(width=150)
+    console = Console(width=180)
 
     knobs = Table(title="the same GRPO run: agentrl setting vs TRL GRPOConfig")
     for column in ("knob", "agentrl", "TRL"):
@@ -373,7 +379,7 @@ def main() -> None:
 def print_results(console: Console, settings: list[Setting], results: dict, args) -> None:
     table = Table(title=f"GRPO, {args.steps} steps of {args.prompts} prompts x {args.group}, {args.seeds} seeds")
     columns = ("comparison", "framework", "s/step", "sampling s", "update s", "gen tok/s", "update tok/s")
-    for column in (*columns, "peak RSS MiB", "reward/step"):
+    for column in (*columns, "peak RSS MiB", "reward/step", "tool calls"):
         table.add_column(column)
     for setting in settings:
         by = {name: results[(setting.name, name)] for name in ("agentrl", "TRL")}
@@ -387,11 +393,12 @@ def print_results(console: Console, settings: list[Setting], results: dict, args
                 f"{statistics.median(r['update_tokens_per_s'] for r in runs):.0f}",
                 f"{max(r['peak_rss_mib'] for r in runs):.0f}",
                 " ".join(f"{x:.2f}" for x in curve),
+                f"{statistics.mean(r['tool_calls'] for r in runs):.2f}",
             )
         speedup = statistics.median(r["step_s"] for r in by["TRL"]) / statistics.median(
             r["step_s"] for r in by["agentrl"]
         )
-        table.add_row(setting.name, "[bold]TRL / agentrl s/step[/bold]", f"[bold]{speedup:.2f}x[/bold]", *[""] * 6)
+        table.add_row(setting.name, "[bold]TRL / agentrl s/step[/bold]", f"[bold]{speedup:.2f}x[/bold]", *[""] * 7)
         if not all(r["same_prompt_ids"] for r in by["TRL"]):
             console.print(f"[yellow]{setting.name}: TRL's rendered prompt differs from agentrl's[/yellow]")
         console.print_json(json.dumps({setting.name: compare_advantages(by["TRL"][0]["first_batch"], args.group)}))

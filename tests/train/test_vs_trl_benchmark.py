@@ -31,6 +31,7 @@ def test_the_trl_benchmark_runs_both_frameworks_on_both_tasks():
     ]
     for row in results:
         assert all(float(row[i]) > 0 for i in (2, 3, 4, 5, 6)) and len(row[8].split()) == 2  # 2 steps
+        assert float(row[9]) >= 0  # tool calls per completion
     assert len(re.findall(r"TRL / agentrl s/step", run.stdout)) == 2
     checks = [json.loads(block) for block in re.findall(r"^\{\n.*?^\}", run.stdout, re.S | re.M)]
     assert len(checks) == 2
