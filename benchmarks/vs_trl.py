@@ -19,8 +19,8 @@ generated tokens per second of sampling, context tokens per second of update, pe
 per step over seeds, and the mean tool calls per completion; then the advantages both compute for one batch of
 rewards.
 
-Run: `python benchmarks/vs_trl.py [--steps 5] [--seeds 2] [--parts single smollm2 multi]` (needs TRL:
-`pip install 'agentrl[trl]'`).
+Run: `python benchmarks/vs_trl.py [--steps 5] [--seeds 2] [--parts single smollm2 multi] [--work DIR]` (needs TRL:
+`pip install 'agentrl[trl]'`; `--work` keeps the SFT models, so that a second invocation times the runs only).
 """
 
 from __future__ import annotations
