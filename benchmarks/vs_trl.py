@@ -321,22 +321,22 @@ def prepare_models(args, work: str) -> list[Setting]:
     if "smollm2" in args.parts:
         settings.append(Setting("single-turn smollm2", args.smollm2, ADD_DIRECT, args.steps, lr=1e-5, format="native"))
     if "multi" in args.parts:
-        multi = Setting("multi-turn qwen2.5", "", "arith-python", args.steps, max_new_tokens=48, max_turns=3, lr=1e-6)
-        multi = replace(multi, format="native")
+        native = {"max_new_tokens": 48, "max_turns": 3, "lr": 1e-6, "format": "native"}
+        multi = Setting("multi-turn qwen2.5", args.qwen or "", "arith-python", args.steps, **native)
         if args.qwen:
-            settings.append(replace(multi, model=args.qwen))
+            settings.append(multi)
         else:
             fixture = build_fixture("qwen2.5", f"{work}/qwen2.5", **FIXTURE_SIZE)
-            native = [f"model.path={fixture}", "rollout.format=native", f"sft.steps={args.sft_steps}"]
-            native.append(f"rollout.max_new_tokens={multi.max_new_tokens}")
-            taught = sft_model(load_task(multi.task), native, f"{work}/sft-qwen")
+            sft = [f"model.path={fixture}", "rollout.format=native", f"sft.steps={args.sft_steps}"]
+            sft.append(f"rollout.max_new_tokens={multi.max_new_tokens}")
+            taught = sft_model(load_task(multi.task), sft, f"{work}/sft-qwen")
             settings.append(replace(multi, name="multi-turn qwen2.5 fixture", model=str(taught.sft_model), lr=1e-4))
     return settings
 
 
 FIXTURE_SIZE = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_key_value_heads": 2}
 """A Qwen2.5 fixture: random weights, Qwen2.5's real chat template, a 1k-token vocabulary. An agentrl SFT in Qwen's
-own tool-calling format (the same steps as the tiny model's) teaches it to call the python tool and answer."""
+own tool-calling format (`--sft-steps`, as for the tiny model) teaches it to call the python tool."""
 
 
 def main() -> None:

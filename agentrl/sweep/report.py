@@ -58,17 +58,12 @@ def run_record(run: SweepRun, summary: dict[str, Any], rl: list[dict[str, Any]])
         "stopped_by": summary["stopped_by"],
         "sampled_tokens": summary["rl_sampled_tokens"],
         "rl_seconds": summary["rl_seconds"],
-        **{key: _step_mean(rl, key) for key in SPREADS},
+        **{key: _mean([m.get(key) for m in rl]) for key in SPREADS},
     }
 
 
 SPREADS = ("groups_with_spread", "rollouts_with_spread")
 """The RL-step metrics of the share of a step's samples with a non-zero advantage, per group and per rollout."""
-
-
-def _step_mean(rl: list[dict[str, Any]], key: str) -> float | None:
-    values = [m[key] for m in rl if key in m]
-    return fmean(values) if values else None
 
 
 CURVES = {"pass_rate": "training pass rate", "entropy": "token entropy"}
